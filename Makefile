@@ -1,0 +1,34 @@
+# ctdm: `make install` then `make test`. Everything runs from the project's .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast train sweep lint bench clean
+
+install:  ## create .venv and install ctdm (editable) with the dev tools
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+
+test:  ## the whole suite, slow end-to-end runs included (what CI runs)
+	WANDB_MODE=disabled HYDRA_FULL_ERROR=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast:  ## skip the slow end-to-end runs
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+train:  ## the embedded default run (2-D eight Gaussians, CPU, about a minute); ARGS=... for overrides
+	$(PY) -m ctdm.train $(ARGS)
+
+sweep:  ## a Hydra multirun over the MSE weight; ARGS=... for more overrides
+	$(PY) -m ctdm.train -m loss.mse.weight=0.5,1.0 $(ARGS)
+
+lint:
+	$(PY) -m ruff check ctdm tests benchmarks
+	$(PY) -m ruff format --check ctdm tests benchmarks
+
+bench:  ## benchmark scripts under benchmarks/ (each prints side-by-side figures)
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf logs multirun outputs .pytest_cache .ruff_cache

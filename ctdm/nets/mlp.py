@@ -1,0 +1,59 @@
+"""A time-conditioned residual MLP for 1-D and 2-D data, conditioned on continuous log-SNR."""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class LogSNREmbedding(nn.Module):
+    """Sinusoidal features of a continuous log-SNR followed by a small MLP.
+
+    Periods run geometrically from `max_period` (longer than the whole log-SNR range, so the
+    embedding is one-to-one) down to `min_period` (fine enough to tell nearby levels apart). No
+    rounding to a timestep grid: off-grid levels get their own embedding.
+    """
+
+    def __init__(self, dim: int, num_freqs: int = 16, max_period: float = 64.0, min_period: float = 0.5):
+        super().__init__()
+        periods = torch.logspace(math.log10(max_period), math.log10(min_period), num_freqs)
+        self.register_buffer("freqs", 2 * math.pi / periods, persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * num_freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, logsnr: Tensor) -> Tensor:
+        phase = logsnr.float()[:, None] * self.freqs
+        return self.mlp(torch.cat([phase.sin(), phase.cos()], dim=1))
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.emb = nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        return h + self.mlp(torch.nn.functional.silu(self.norm(h) + self.emb(emb)))
+
+
+class ResidualMLP(nn.Module):
+    """Input projection, `blocks` residual blocks of `width` units with the log-SNR embedding added
+    in every block, and a zero-initialised output layer (so training starts from eps_hat = 0)."""
+
+    def __init__(self, dim: int, width: int = 128, blocks: int = 2, num_freqs: int = 16):
+        super().__init__()
+        if dim < 1 or width < 1 or blocks < 0:
+            raise ValueError(f"ResidualMLP needs dim >= 1, width >= 1, blocks >= 0; got {dim}, {width}, {blocks}.")
+        self.embed = LogSNREmbedding(width, num_freqs)
+        self.inp = nn.Linear(dim, width)
+        self.blocks = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, z: Tensor, logsnr: Tensor) -> Tensor:
+        emb = self.embed(logsnr)
+        h = self.inp(z) + emb
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.out(h)

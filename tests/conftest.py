@@ -1,0 +1,47 @@
+"""Shared fixtures: compose the real configs the way `python -m ctdm.train` does."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DINO = ROOT.parent / "shared" / "data" / "datasaurus_dino.tsv"
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+def compose_config(overrides: list[str], output_dir: Path):
+    """The composed run config with hydra's own node set, and paths.output_dir pointed at a temp dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    return lambda overrides=(): compose_config(list(overrides), tmp_path)
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m ctdm.train ARGS` as a user runs it, in `cwd`."""
+    full_env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ctdm.train", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
