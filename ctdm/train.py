@@ -42,7 +42,12 @@ def validate_config(cfg: DictConfig) -> None:
         _fail("data.batch_size", batch_size, "it must be a positive integer, the global batch size")
     for name, term in (cfg.get("loss") or {}).items():
         weight = term.get("weight")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+            or weight < 0
+        ):
             _fail(f"loss.{name}.weight", weight, "it must be a finite number >= 0")
     strategy = str(cfg.trainer.get("strategy", ""))
     if strategy.startswith("ddp") and "spawn" not in strategy and _is_multirun():

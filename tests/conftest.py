@@ -34,7 +34,9 @@ def make_cfg(tmp_path):
     return lambda overrides=(): compose_config(list(overrides), tmp_path)
 
 
-def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """`python -m ctdm.train ARGS` as a user runs it, in `cwd`."""
     full_env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", **(env or {})}
     return subprocess.run(

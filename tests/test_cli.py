@@ -5,13 +5,18 @@ import json
 import math
 
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-SHORT = ["trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.enable_progress_bar=false",
-         "eval.num_samples=200", "sampler.steps=100"]  # fmt: skip
+SHORT = [
+    "trainer.max_steps=30",
+    "trainer.val_check_interval=15",
+    "trainer.log_every_n_steps=10",
+    "trainer.enable_progress_bar=false",
+    "eval.num_samples=200",
+    "sampler.steps=100",
+]
 
 
 def _finite_metrics(csv_path):
@@ -97,7 +102,7 @@ def test_unknown_option_or_key_fails_before_a_run_folder_exists(tmp_path, overri
 )
 def test_bad_value_fails_clearly_and_claims_no_success(tmp_path, override, message):
     out = tmp_path / "run"
-    result = run_cli([override, *SHORT, f"hydra.run.dir={out}", "logger=csv"], cwd=tmp_path)
+    result = run_cli([*SHORT, override, f"hydra.run.dir={out}", "logger=csv"], cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
     assert not (out / "summary.json").exists()

@@ -3,17 +3,40 @@
 import lightning as L
 import pytest
 import torch
+from conftest import CONF
 from hydra.utils import instantiate
 
 from ctdm.data.toy import eight_gaussians
-from conftest import CONF
 
-GROUPS = ["data", "model", "loss", "sampler", "trainer", "logger", "callbacks", "paths", "hydra", "debug", "experiment"]
+GROUPS = [
+    "data",
+    "model",
+    "loss",
+    "sampler",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "hydra",
+    "debug",
+    "experiment",
+]
 CASES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
 def test_every_group_has_options():
-    for group in ["data", "model", "loss", "sampler", "trainer", "logger", "callbacks", "paths", "hydra", "debug"]:
+    for group in [
+        "data",
+        "model",
+        "loss",
+        "sampler",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+        "hydra",
+        "debug",
+    ]:
         assert any(g == group for g, _ in CASES), f"conf/{group}/ has no options"
 
 
@@ -51,7 +74,10 @@ def test_option_composes_and_instantiates(group, option, make_cfg):
         overrides = {}
         if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
             # No GPU here: check everything else the option sets on CPU processes instead.
-            overrides = {"accelerator": "cpu", "devices": 2 if "ddp" in str(cfg.trainer.get("strategy")) else 1}
+            overrides = {
+                "accelerator": "cpu",
+                "devices": 2 if "ddp" in str(cfg.trainer.get("strategy")) else 1,
+            }
         trainer = instantiate(cfg.trainer, **overrides, logger=False)
         assert isinstance(trainer, L.Trainer)
         assert trainer.max_steps == cfg.trainer.max_steps

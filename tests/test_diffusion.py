@@ -12,7 +12,7 @@ def test_linear_schedule_matches_ddpm_alpha_bar():
     alpha_bar = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
     np.testing.assert_allclose(torch.sigmoid(schedule.logsnr).numpy(), alpha_bar, rtol=1e-10)
     assert (schedule.logsnr.diff() < 0).all(), "log-SNR must fall with t"
-    assert schedule.logsnr[0] == pytest.approx(np.log(1e-4 ** -1 - 1) * 1, rel=1e-6)  # ab_1 = 1 - beta_1
+    assert schedule.logsnr[0] == pytest.approx(np.log(1e-4**-1 - 1) * 1, rel=1e-6)  # ab_1 = 1 - beta_1
 
 
 def test_cosine_schedule_is_decreasing_and_bounded():
@@ -38,7 +38,9 @@ def test_channel_round_trip_and_variance_preserving():
     assert z.var(0).mean() == pytest.approx(float(expected), rel=0.05)
 
 
-@pytest.mark.parametrize("kwargs", [{"num_steps": 0}, {"beta_start": 0.0}, {"beta_end": 1.5}, {"kind": "quadratic"}])
+@pytest.mark.parametrize(
+    "kwargs", [{"num_steps": 0}, {"beta_start": 0.0}, {"beta_end": 1.5}, {"kind": "quadratic"}]
+)
 def test_bad_schedule_names_the_value(kwargs):
     with pytest.raises(ValueError, match="schedule"):
         DDPMSchedule(**kwargs)

@@ -27,18 +27,20 @@ def test_eight_gaussians_standardised_moments_match_samples():
 
 
 def test_log_prob_matches_torch_distributions():
-    law = GaussianMixture(torch.tensor([[0.0, 1.0], [2.0, -1.0]]), torch.tensor([[0.5, 0.2], [1.0, 2.0]]), [0.3, 0.7])
+    law = GaussianMixture(
+        torch.tensor([[0.0, 1.0], [2.0, -1.0]]), torch.tensor([[0.5, 0.2], [1.0, 2.0]]), [0.3, 0.7]
+    )
     x = torch.randn(100, 2, dtype=torch.float64) * 2
     torch.testing.assert_close(law.log_prob(x), _torch_mixture(law).log_prob(x), atol=1e-10, rtol=1e-10)
 
 
 def test_eps_of_a_single_gaussian_is_the_closed_form():
     # Gaussian data N(0, diag(l)): eps_hat = sqrt(s(-a)) z / (s(a) l + s(-a)).
-    l = torch.tensor([0.3, 4.0])
-    law = GaussianMixture(torch.zeros(1, 2), l[None])
+    var = torch.tensor([0.3, 4.0])
+    law = GaussianMixture(torch.zeros(1, 2), var[None])
     z, a = torch.randn(50, 2) * 3, torch.linspace(-8, 8, 50)
     s = torch.sigmoid
-    expected = s(-a)[:, None].sqrt() * z / (s(a)[:, None] * l + s(-a)[:, None])
+    expected = s(-a)[:, None].sqrt() * z / (s(a)[:, None] * var + s(-a)[:, None])
     torch.testing.assert_close(law.eps(z, a), expected, atol=1e-6, rtol=1e-5)
 
 
@@ -46,7 +48,10 @@ def test_eps_of_a_single_gaussian_is_the_closed_form():
 def test_mixture_eps_is_tweedie_from_the_noised_density(logsnr):
     # E[eps | z] = -sigma * grad_z log p_a(z), with p_a the mixture pushed through the channel.
     law = eight_gaussians()
-    alpha, sigma = math.sqrt(torch.sigmoid(torch.tensor(logsnr))), math.sqrt(torch.sigmoid(torch.tensor(-logsnr)))
+    alpha, sigma = (
+        math.sqrt(torch.sigmoid(torch.tensor(logsnr))),
+        math.sqrt(torch.sigmoid(torch.tensor(-logsnr))),
+    )
     noised = GaussianMixture(alpha * law.means, alpha**2 * law.variances + sigma**2, law.weights)
     z = (torch.randn(64, 2, dtype=torch.float64) * 1.5).requires_grad_(True)
     (score,) = torch.autograd.grad(_torch_mixture(noised).log_prob(z).sum(), z)

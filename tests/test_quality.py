@@ -23,5 +23,7 @@ def test_default_model_beats_the_trivial_baseline_by_5x(make_cfg):
     dm.setup()
     normal = torch.randn(cfg.eval.num_samples, 2, generator=torch.Generator().manual_seed(123))
     baseline = float(mmd2(normal, dm.x_val, cfg.eval.mmd_bandwidth))
-    assert model_mmd * 5 <= baseline, f"model MMD^2 {model_mmd:.2e} vs standard-normal baseline {baseline:.2e}"
+    assert model_mmd * 5 <= baseline, (
+        f"model MMD^2 {model_mmd:.2e} vs standard-normal baseline {baseline:.2e}"
+    )
     assert metrics["val/loss"] < 0.35  # the denoising loss fell from ~1 at initialisation

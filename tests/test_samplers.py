@@ -42,7 +42,9 @@ def test_exact_denoiser_samples_match_the_mixture(steps):
     samples, stats = DDPMSampler(steps=steps)(law.eps, (2,), torch.arange(n))
     assert stats.nfe == steps and stats.passes == steps
     # Bound from the spread of mixture-vs-mixture MMD at this sample size.
-    floor = [abs(float(mmd2(law.sample(n, torch.Generator().manual_seed(10 + k)), reference))) for k in range(5)]
+    floor = [
+        abs(float(mmd2(law.sample(n, torch.Generator().manual_seed(10 + k)), reference))) for k in range(5)
+    ]
     far = float(mmd2(torch.randn(n, 2), reference))
     value = float(mmd2(samples, reference))
     assert value < 4 * max(floor) + 1e-4, (value, floor)

@@ -44,7 +44,9 @@ class SampleEvaluation(L.Callback):
             raise ValueError(f"eval.num_samples must be an integer >= 2, got {num_samples!r}.")
         if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps < 1):
             raise ValueError(f"eval.every_n_steps must be null or an integer >= 1, got {every_n_steps!r}.")
-        if not (isinstance(mmd_bandwidth, (int, float)) and math.isfinite(mmd_bandwidth) and mmd_bandwidth > 0):
+        if not (
+            isinstance(mmd_bandwidth, (int, float)) and math.isfinite(mmd_bandwidth) and mmd_bandwidth > 0
+        ):
             raise ValueError(f"eval.mmd_bandwidth must be a finite number > 0, got {mmd_bandwidth!r}.")
         self.samplers = list(samplers)
         self.num_samples, self.seed = num_samples, seed
@@ -88,8 +90,14 @@ class SampleEvaluation(L.Callback):
                 metrics[f"{prefix}/passes"] = stats.passes
                 metrics[f"{prefix}/seconds"] = stats.seconds
                 if trainer.is_global_zero and self.output_dir is not None:
-                    path = self.output_dir / "plots" / f"samples_{sampler.name}_step{trainer.global_step:06d}.png"
-                    title = f"{sampler.name}, step {trainer.global_step}: MMD^2 {metrics[f'{prefix}/mmd']:.2e}"
+                    path = (
+                        self.output_dir
+                        / "plots"
+                        / f"samples_{sampler.name}_step{trainer.global_step:06d}.png"
+                    )
+                    title = (
+                        f"{sampler.name}, step {trainer.global_step}: MMD^2 {metrics[f'{prefix}/mmd']:.2e}"
+                    )
                     if plot_samples(samples, reference, path, title) is not None:
                         self.plots[sampler.name] = path
             normal = torch.randn(self.num_samples, *shape, generator=torch.Generator().manual_seed(self.seed))

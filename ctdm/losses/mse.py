@@ -18,7 +18,12 @@ class LossTerm:
     name = "term"
 
     def __init__(self, weight: float = 1.0):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+            or weight < 0
+        ):
             raise ValueError(f"loss.{self.name}.weight must be a finite number >= 0, got {weight!r}.")
         self.weight = float(weight)
 

@@ -38,14 +38,27 @@ class _ResidualBlock(nn.Module):
 
 class ResidualMLP(nn.Module):
     """Input projection, `blocks` residual blocks of `width` units with the log-SNR embedding added
-    in every block, and a zero-initialised output layer (so training starts from eps_hat = 0)."""
+    in every block, and a zero-initialised output layer (so training starts from eps_hat = 0).
 
-    def __init__(self, dim: int, width: int = 128, blocks: int = 2, num_freqs: int = 16):
+    `input_freqs` > 0 adds sin/cos features of each input coordinate at periods 8, 4, 2, ...
+    (input_freqs of them): near clean data the optimal noise prediction is steep in z, and these
+    features let a small MLP fit that in far fewer steps.
+    """
+
+    def __init__(
+        self, dim: int, width: int = 128, blocks: int = 2, num_freqs: int = 16, input_freqs: int = 0
+    ):
         super().__init__()
-        if dim < 1 or width < 1 or blocks < 0:
-            raise ValueError(f"ResidualMLP needs dim >= 1, width >= 1, blocks >= 0; got {dim}, {width}, {blocks}.")
+        if dim < 1 or width < 1 or blocks < 0 or input_freqs < 0:
+            raise ValueError(
+                "ResidualMLP needs dim >= 1, width >= 1, blocks >= 0, input_freqs >= 0; "
+                f"got {dim}, {width}, {blocks}, {input_freqs}."
+            )
         self.embed = LogSNREmbedding(width, num_freqs)
-        self.inp = nn.Linear(dim, width)
+        self.register_buffer(
+            "input_freqs", 2 * math.pi * 2.0 ** torch.arange(input_freqs) / 8, persistent=False
+        )
+        self.inp = nn.Linear(dim * (1 + 2 * input_freqs), width)
         self.blocks = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
         self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
         nn.init.zeros_(self.out[-1].weight)
@@ -53,6 +66,9 @@ class ResidualMLP(nn.Module):
 
     def forward(self, z: Tensor, logsnr: Tensor) -> Tensor:
         emb = self.embed(logsnr)
+        if len(self.input_freqs):
+            phase = (z[..., None] * self.input_freqs).flatten(1)
+            z = torch.cat([z, phase.sin(), phase.cos()], dim=1)
         h = self.inp(z) + emb
         for block in self.blocks:
             h = block(h, emb)

@@ -70,7 +70,9 @@ class DDPMSampler:
         targets = torch.cat([self.logsnr[1:], torch.tensor([torch.inf], dtype=torch.float64)])
         self.c_z, self.c_eps, self.sigma = ddpm_coefficients(self.logsnr, targets, variance)
 
-    def __call__(self, eps_fn, shape: tuple[int, ...], seeds: Tensor, device=None) -> tuple[Tensor, SamplerStats]:
+    def __call__(
+        self, eps_fn, shape: tuple[int, ...], seeds: Tensor, device=None
+    ) -> tuple[Tensor, SamplerStats]:
         """Samples [len(seeds), *shape]; sample i uses only the generator seeded with seeds[i]."""
         start = time.perf_counter()
         noise = per_sample_normal(seeds, (self.steps + 1, *shape), device=device)  # [N, steps+1, *shape]
@@ -78,5 +80,9 @@ class DDPMSampler:
         levels = self.logsnr.float().to(device)
         for i in range(self.steps):
             eps_hat = eps_fn(x, levels[i].expand(len(x)))
-            x = float(self.c_z[i]) * x + float(self.c_eps[i]) * eps_hat + float(self.sigma[i]) * noise[:, i + 1]
+            x = (
+                float(self.c_z[i]) * x
+                + float(self.c_eps[i]) * eps_hat
+                + float(self.sigma[i]) * noise[:, i + 1]
+            )
         return x, SamplerStats(nfe=self.steps, passes=self.steps, seconds=time.perf_counter() - start)
