@@ -8,7 +8,6 @@ PYTEST_ARGS ?=
 
 install:  ## create .venv and install ctdm (editable) with the dev tools
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
 
 test:  ## the whole suite, slow end-to-end runs included (what CI runs)

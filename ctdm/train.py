@@ -70,7 +70,10 @@ def train(cfg: DictConfig) -> dict:
 
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    # The run's resolved config travels in every checkpoint (Hydra's own node stays out).
+    model.run_config = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
+    )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
