@@ -1,6 +1,32 @@
-"""Data sets and the LightningDataModule that serves them."""
+"""Data sets and the LightningDataModules that serve them."""
 
-from ctdm.data.datamodule import ToyDataModule
-from ctdm.data.toy import GaussianMixture, eight_gaussians
+from ctdm.data.datamodule import BatchedDataModule, DinoDataModule, ToyDataModule, per_rank_batch_size
+from ctdm.data.toy import (
+    Checkerboard,
+    Circle,
+    GaussianMixture,
+    Moons,
+    SampledLaw,
+    Spirals,
+    SwissRoll,
+    dino,
+    eight_gaussians,
+    gauss1d_two_mode,
+)
 
-__all__ = ["GaussianMixture", "ToyDataModule", "eight_gaussians"]
+__all__ = [
+    "BatchedDataModule",
+    "Checkerboard",
+    "Circle",
+    "DinoDataModule",
+    "GaussianMixture",
+    "Moons",
+    "SampledLaw",
+    "Spirals",
+    "SwissRoll",
+    "ToyDataModule",
+    "dino",
+    "eight_gaussians",
+    "gauss1d_two_mode",
+    "per_rank_batch_size",
+]

@@ -1,11 +1,14 @@
 """Low-dimensional data laws with exact densities and exact denoisers.
 
-A law is any object with `dim` and `sample(n, generator) -> Tensor [n, dim]`. Gaussian mixtures
-also give `log_prob` and the optimal noise predictor `eps`, the analytic oracle that tests and
-evaluation compare trained networks and estimators against.
+A law is any object with `dim` and `sample(n, generator) -> Tensor [n, dim]`. The Gaussian mixtures
+(gauss1d_two_mode, eight_gaussians, dino) also give `log_prob` and the optimal noise predictor
+`eps`, the analytic oracle that tests and evaluation compare trained networks and estimators
+against; the other 2-D sets (moons, checkerboard, spirals, circle, swiss roll) are SampledLaws.
 """
 
+import csv
 import math
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -27,8 +30,14 @@ class GaussianMixture:
                 f"GaussianMixture needs means [K, d], variances [K, d] and weights [K]; got "
                 f"{tuple(means.shape)}, {tuple(variances.shape)}, {tuple(weights.shape)}."
             )
-        if (variances <= 0).any() or (weights < 0).any() or not torch.isclose(weights.sum(), torch.tensor(1.0).double()):
-            raise ValueError("GaussianMixture needs positive variances and non-negative weights summing to 1.")
+        if (
+            (variances <= 0).any()
+            or (weights < 0).any()
+            or not torch.isclose(weights.sum(), torch.tensor(1.0).double())
+        ):
+            raise ValueError(
+                "GaussianMixture needs positive variances and non-negative weights summing to 1."
+            )
         self.means, self.variances, self.weights = means, variances, weights
 
     @property
@@ -85,3 +94,160 @@ def eight_gaussians(radius: float = 4.0, std: float = 0.5, standardize: bool = T
     means = radius * torch.stack([angles.cos(), angles.sin()], 1)
     law = GaussianMixture(means, torch.full_like(means, std**2))
     return law.standardized() if standardize else law
+
+
+def gauss1d_two_mode(separation: float = 5.0, std: float = 1.0, standardize: bool = False) -> GaussianMixture:
+    """0.5 N(-separation, std^2) + 0.5 N(separation, std^2): the paper's 1-D set (raw scale by default)."""
+    law = GaussianMixture(torch.tensor([[-separation], [separation]]), torch.full((2, 1), std**2))
+    return law.standardized() if standardize else law
+
+
+def dino(
+    path: str,
+    jitter: float = 0.15,
+    dataset: str = "dino",
+    standardize: bool = True,
+) -> GaussianMixture:
+    """The Datasaurus dino as the exact law of the paper's recipe (DESIGN.md section 7).
+
+    Drawing a point of the file uniformly, adding N(0, jitter^2) and mapping x -> (x/54 - 1)*4,
+    y -> (y/48 - 1)*4 is a mixture of one diagonal Gaussian per point. `path` is a tab- or
+    comma-separated file with a header naming columns x and y (and optionally `dataset`, as in the
+    full DatasaurusDozen.tsv, whose rows are then filtered to `dataset`).
+    """
+    points = read_datasaurus(path, dataset)
+    scale = torch.tensor([4 / 54, 4 / 48], dtype=torch.float64)
+    means = (points / torch.tensor([54.0, 48.0], dtype=torch.float64) - 1) * 4
+    law = GaussianMixture(means, (jitter * scale) ** 2)
+    return law.standardized() if standardize else law
+
+
+def read_datasaurus(path: str, dataset: str = "dino") -> Tensor:
+    """The (x, y) points [K, 2] (float64) of a Datasaurus-format file, with errors that name the file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"data.path={str(path)!r}: no such file. The dino set reads the Datasaurus points from a "
+            "tab-separated file with columns x and y (e.g. datasaurus_dino.tsv); pass its location "
+            "with data.path=/path/to/datasaurus_dino.tsv."
+        )
+    lines = [line for line in file.read_text().splitlines() if line.strip()]
+    delimiter = "\t" if lines and "\t" in lines[0] else ","
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    header = [h.strip().strip('"').lower() for h in rows[0]] if rows else []
+    if "x" not in header or "y" not in header:
+        raise ValueError(
+            f"data.path={str(path)!r} is not a Datasaurus-format file: its header {header} must name "
+            "columns 'x' and 'y' (tab- or comma-separated, one point per line)."
+        )
+    ix, iy = header.index("x"), header.index("y")
+    if "dataset" in header:
+        rows = [rows[0]] + [r for r in rows[1:] if r[header.index("dataset")].strip('" ') == dataset]
+    points = []
+    for line_no, row in enumerate(rows[1:], start=2):
+        try:
+            points.append((float(row[ix]), float(row[iy])))
+        except (ValueError, IndexError):
+            raise ValueError(
+                f"data.path={str(path)!r}, line {line_no}: expected numbers in columns x and y, got "
+                f"{delimiter.join(row)!r}."
+            ) from None
+    if not points:
+        raise ValueError(
+            f"data.path={str(path)!r} has no data rows"
+            + (f" for dataset {dataset!r}." if "dataset" in header else ".")
+        )
+    return torch.tensor(points, dtype=torch.float64)
+
+
+class SampledLaw:
+    """A 2-D set known only through a vectorised sampler (no exact density).
+
+    Subclasses draw raw points in `_draw`; `standardize` maps them to zero mean and unit variance
+    with constants fixed from a large reference draw, so every split shares one affine map.
+    """
+
+    dim = 2
+
+    def __init__(self, standardize: bool = True):
+        self.shift, self.scale = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+        if standardize:
+            ref = self._draw(1 << 18, torch.Generator().manual_seed(12345))
+            self.shift, self.scale = ref.mean(0), ref.std(0)
+
+    def _draw(self, n: int, g: torch.Generator | None) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return ((self._draw(n, generator) - self.shift) / self.scale).float()
+
+
+def _u(n: int, g, lo: float = 0.0, hi: float = 1.0) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def _n(n: int, g, d: int = 2) -> Tensor:
+    return torch.randn(n, d, generator=g, dtype=torch.float64)
+
+
+class Moons(SampledLaw):
+    """Two interleaving half circles (scikit-learn's make_moons) with Gaussian noise."""
+
+    def __init__(self, noise: float = 0.05, standardize: bool = True):
+        self.noise = noise
+        super().__init__(standardize)
+
+    def _draw(self, n, g):
+        t = _u(n, g, 0, math.pi)
+        upper = torch.rand(n, generator=g) < 0.5
+        x = torch.where(upper, t.cos(), 1 - t.cos())
+        y = torch.where(upper, t.sin(), 0.5 - t.sin())
+        return torch.stack([x, y], 1) + self.noise * _n(n, g)
+
+
+class Checkerboard(SampledLaw):
+    """Uniform on the dark squares of a 4x4 board on [-2, 2]^2 (the FFJORD checkerboard)."""
+
+    def _draw(self, n, g):
+        x = _u(n, g, -2, 2)
+        y = _u(n, g) - 2 * torch.randint(0, 2, (n,), generator=g) + x.floor().remainder(2)
+        return torch.stack([x, y], 1)
+
+
+class Spirals(SampledLaw):
+    """Two interleaved spirals (the FFJORD 2spirals set)."""
+
+    def __init__(self, noise: float = 0.1, standardize: bool = True):
+        self.noise = noise
+        super().__init__(standardize)
+
+    def _draw(self, n, g):
+        t = _u(n, g).sqrt() * 3 * math.pi
+        arm = torch.stack([-t.cos() * t, t.sin() * t], 1) + _u(2 * n, g).view(n, 2) * 0.5
+        sign = torch.randint(0, 2, (n, 1), generator=g) * 2 - 1
+        return sign * arm / 3 + self.noise * _n(n, g)
+
+
+class Circle(SampledLaw):
+    """Uniform angle on the unit circle with Gaussian radial noise."""
+
+    def __init__(self, noise: float = 0.05, standardize: bool = True):
+        self.noise = noise
+        super().__init__(standardize)
+
+    def _draw(self, n, g):
+        theta = _u(n, g, 0, 2 * math.pi)
+        r = 1 + self.noise * torch.randn(n, generator=g, dtype=torch.float64)
+        return torch.stack([r * theta.cos(), r * theta.sin()], 1)
+
+
+class SwissRoll(SampledLaw):
+    """The 2-D swiss roll (scikit-learn's make_swiss_roll, x-z plane) with Gaussian noise."""
+
+    def __init__(self, noise: float = 0.5, standardize: bool = True):
+        self.noise = noise
+        super().__init__(standardize)
+
+    def _draw(self, n, g):
+        t = 1.5 * math.pi * (1 + 2 * _u(n, g))
+        return torch.stack([t * t.cos(), t * t.sin()], 1) + self.noise * _n(n, g)
