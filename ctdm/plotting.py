@@ -1,5 +1,6 @@
-"""Pictures of samples: scatter plots over the data for 2-D, histograms for 1-D."""
+"""Pictures of samples: scatter plots over the data for 2-D, histograms for 1-D, grids for images."""
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -10,11 +11,19 @@ from torch import Tensor  # noqa: E402
 
 
 def plot_samples(samples: Tensor, data: Tensor, path: str | Path, title: str = "") -> Path | None:
-    """Save samples drawn over reference data; returns the path, or None for data that isn't 1-D/2-D."""
-    samples, data = samples.detach().cpu().flatten(1), data.detach().cpu().flatten(1)
+    """Save samples drawn over reference data; returns the path, or None for data that is neither
+    1-D/2-D points nor images.
+
+    Image batches [N, C, H, W] (C = 1 or 3, values in [-1, 1]) give two grids side by side: up to 64
+    samples and up to 64 held-out images.
+    """
+    samples, data = samples.detach().cpu(), data.detach().cpu()
+    path = Path(path)
+    if samples.dim() == 4 and samples.shape[1] in (1, 3):
+        return _plot_image_grids(samples, data, path, title)
+    samples, data = samples.flatten(1), data.flatten(1)
     if samples.shape[1] not in (1, 2):
         return None
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     if samples.shape[1] == 2:
@@ -34,6 +43,36 @@ def plot_samples(samples: Tensor, data: Tensor, path: str | Path, title: str = "
         )
     ax.legend(loc="upper right", fontsize=8, markerscale=4)
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def image_grid(images: Tensor, max_images: int = 64) -> Tensor:
+    """Up to `max_images` images [N, C, H, W] in [-1, 1] as one [H', W', C] grid in [0, 1], 1-pixel gaps."""
+    from torchvision.utils import make_grid
+
+    images = images[:max_images].float().clamp(-1, 1).add(1).div(2)
+    nrow = math.ceil(math.sqrt(len(images)))
+    return make_grid(images, nrow=nrow, padding=1, pad_value=1.0).permute(1, 2, 0)
+
+
+def _plot_image_grids(samples: Tensor, data: Tensor, path: Path, title: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), dpi=100)
+    for ax, images, name in ((axes[0], samples, "samples"), (axes[1], data, "held-out data")):
+        grid = image_grid(images)
+        ax.imshow(
+            grid.numpy(),
+            cmap="gray" if images.shape[1] == 1 else None,
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
+        ax.set_title(f"{name} ({min(len(images), 64)} of {len(images)})", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

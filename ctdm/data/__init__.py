@@ -1,6 +1,13 @@
 """Data sets and the LightningDataModules that serve them."""
 
 from ctdm.data.datamodule import BatchedDataModule, DinoDataModule, ToyDataModule, per_rank_batch_size
+from ctdm.data.images import (
+    CIFAR10DataModule,
+    DigitsDataModule,
+    ImageDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+)
 from ctdm.data.toy import (
     Checkerboard,
     Circle,
@@ -16,6 +23,11 @@ from ctdm.data.toy import (
 
 __all__ = [
     "BatchedDataModule",
+    "CIFAR10DataModule",
+    "DigitsDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
     "Checkerboard",
     "Circle",
     "DinoDataModule",
