@@ -1,5 +1,6 @@
 """Denoiser networks. Each maps (z [N, *shape], logsnr [N]) -> a prediction shaped like z."""
 
-from ctdm.nets.mlp import LogSNREmbedding, ResidualMLP
+from ctdm.nets.mlp import MLP, LogSNREmbedding, ResidualMLP
+from ctdm.nets.unet import UNet
 
-__all__ = ["LogSNREmbedding", "ResidualMLP"]
+__all__ = ["MLP", "LogSNREmbedding", "ResidualMLP", "UNet"]

@@ -1,6 +1,11 @@
-"""A time-conditioned residual MLP for 1-D and 2-D data, conditioned on continuous log-SNR."""
+"""Time-conditioned MLPs (residual and plain) for 1-D and 2-D data, conditioned on continuous log-SNR.
+
+Both take `dim` as an int or a data shape ([d] or [C, H, W]); inputs of several dimensions are
+flattened and the output is shaped back like the input.
+"""
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -46,9 +51,15 @@ class ResidualMLP(nn.Module):
     """
 
     def __init__(
-        self, dim: int, width: int = 128, blocks: int = 2, num_freqs: int = 16, input_freqs: int = 0
+        self,
+        dim: int | Sequence[int],
+        width: int = 128,
+        blocks: int = 2,
+        num_freqs: int = 16,
+        input_freqs: int = 0,
     ):
         super().__init__()
+        dim = _flat_dim(dim)
         if dim < 1 or width < 1 or blocks < 0 or input_freqs < 0:
             raise ValueError(
                 "ResidualMLP needs dim >= 1, width >= 1, blocks >= 0, input_freqs >= 0; "
@@ -65,6 +76,7 @@ class ResidualMLP(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, z: Tensor, logsnr: Tensor) -> Tensor:
+        shape, z = z.shape, z.flatten(1)
         emb = self.embed(logsnr)
         if len(self.input_freqs):
             phase = (z[..., None] * self.input_freqs).flatten(1)
@@ -72,4 +84,37 @@ class ResidualMLP(nn.Module):
         h = self.inp(z) + emb
         for block in self.blocks:
             h = block(h, emb)
-        return self.out(h)
+        return self.out(h).view(shape)
+
+
+class MLP(nn.Module):
+    """A plain MLP: [z, log-SNR embedding] -> `blocks` hidden layers of `width` SiLU units -> eps_hat.
+
+    No residual connections or normalisation (the baseline the residual MLP is compared with); the
+    output layer starts at zero like the other nets.
+    """
+
+    def __init__(self, dim: int | Sequence[int], width: int = 256, blocks: int = 3, num_freqs: int = 16):
+        super().__init__()
+        dim = _flat_dim(dim)
+        if dim < 1 or width < 1 or blocks < 1:
+            raise ValueError(f"MLP needs dim >= 1, width >= 1, blocks >= 1; got {dim}, {width}, {blocks}.")
+        self.embed = LogSNREmbedding(width, num_freqs)
+        layers = [nn.Linear(dim + width, width), nn.SiLU()]
+        for _ in range(blocks - 1):
+            layers += [nn.Linear(width, width), nn.SiLU()]
+        self.mlp = nn.Sequential(*layers, _zero_linear(width, dim))
+
+    def forward(self, z: Tensor, logsnr: Tensor) -> Tensor:
+        return self.mlp(torch.cat([z.flatten(1), self.embed(logsnr)], dim=1)).view(z.shape)
+
+
+def _flat_dim(dim: int | Sequence[int]) -> int:
+    return dim if isinstance(dim, int) else math.prod(dim)
+
+
+def _zero_linear(width: int, dim: int) -> nn.Linear:
+    layer = nn.Linear(width, dim)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
