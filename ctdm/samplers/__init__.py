@@ -1,6 +1,28 @@
-"""Samplers (Lightning-free): each is called as `sampler(eps_fn, shape, seeds)` -> (samples, stats)."""
+"""Samplers (Lightning-free): each is called as `sampler(eps_fn, shape, seeds)` -> (samples, stats).
 
-from ctdm.samplers.ddpm import DDPMSampler, SamplerStats, ddpm_coefficients
+Sequential samplers are step functions x_next = x + drift(x, k) + noise_k over a log-SNR grid
+(ctdm.samplers.base); ParallelSampler solves any of them by Picard iteration (ParaDiGMS).
+"""
+
+from ctdm.samplers.base import SamplerStats, StepSampler
+from ctdm.samplers.ddpm import DDIMSampler, DDPMSampler, ddim_coefficients, ddpm_coefficients, ddpm_levels
+from ctdm.samplers.edm import EDMSampler, EulerSampler, HeunSampler, karras_sigmas
 from ctdm.samplers.noise import per_sample_normal
+from ctdm.samplers.parallel import ParallelSampler, split_over_devices
 
-__all__ = ["DDPMSampler", "SamplerStats", "ddpm_coefficients", "per_sample_normal"]
+__all__ = [
+    "DDIMSampler",
+    "DDPMSampler",
+    "EDMSampler",
+    "EulerSampler",
+    "HeunSampler",
+    "ParallelSampler",
+    "SamplerStats",
+    "StepSampler",
+    "ddim_coefficients",
+    "ddpm_coefficients",
+    "ddpm_levels",
+    "karras_sigmas",
+    "per_sample_normal",
+    "split_over_devices",
+]

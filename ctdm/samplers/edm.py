@@ -1,0 +1,126 @@
+"""EDM samplers (Karras et al. 2022, Algorithm 2): Heun (2nd order) and Euler on the Karras sigma grid.
+
+They work on EDM's x = z / sqrt(s(a)) with sigma = exp(-a/2), where the ODE derivative
+(x - D(x; sigma)) / sigma is exactly the noise prediction eps_hat(z, a). A step from sigma_k:
+churn to sigma_hat = sigma_k (1 + gamma_k) with fresh noise, an Euler step to sigma_{k+1}, and
+(Heun, not on the last step) the trapezoidal correction with a second evaluation at sigma_{k+1}.
+Written as x_next = x + drift(x, k): the churn noise is part of the drift (it enters before the
+network sees x), so the explicit noise term is zero.
+
+The Karras grid lives here rather than in ctdm.diffusion (samplers are its only user so far).
+"""
+
+import math
+
+import torch
+from torch import Tensor
+
+from ctdm.samplers.base import StepSampler, call_eps, check_float, check_int, expand
+
+
+def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
+    """sigma_0 = sigma_max > ... > sigma_{steps-1} = sigma_min, then sigma_steps = 0 (float64 [steps+1]).
+
+    sigma_i = (sigma_max^(1/rho) + i/(steps-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho; one step
+    goes from sigma_max straight to 0.
+    """
+    check_int("sampler.steps", steps, 1)
+    i = torch.arange(steps, dtype=torch.float64)
+    frac = i / max(steps - 1, 1)
+    sigmas = (sigma_max ** (1 / rho) + frac * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
+
+
+class EDMSampler(StepSampler):
+    """EDM's stochastic sampler; `order` 2 is Heun (last step Euler), 1 is Euler.
+
+    S_churn, S_noise, S_tmin, S_tmax as in EDM: steps with S_tmin <= sigma_k <= S_tmax raise the
+    noise level by gamma = min(S_churn / steps, sqrt(2) - 1) with N(0, S_noise^2) noise first.
+    S_churn = 0 (the default) is the deterministic ODE sampler.
+    """
+
+    def __init__(
+        self,
+        steps: int = 18,
+        sigma_min: float = 0.002,
+        sigma_max: float = 80.0,
+        rho: float = 7.0,
+        order: int = 2,
+        S_churn: float = 0.0,
+        S_noise: float = 1.0,
+        S_tmin: float = 0.0,
+        S_tmax: float | None = None,
+        name: str = "heun",
+    ):
+        self.steps, self.name = check_int("sampler.steps", steps, 1), name
+        sigma_min = check_float("sampler.sigma_min", sigma_min, 0.0)
+        sigma_max = check_float("sampler.sigma_max", sigma_max, sigma_min)
+        if order not in (1, 2):
+            raise ValueError(f"sampler.order must be 1 (Euler) or 2 (Heun), got {order!r}.")
+        check_float("sampler.rho", rho, 0.0)
+        check_float("sampler.S_churn", S_churn, 0.0, strict=False)
+        check_float("sampler.S_noise", S_noise, 0.0, strict=False)
+        S_tmax = math.inf if S_tmax is None else S_tmax
+        if not (
+            isinstance(S_tmin, (int, float)) and isinstance(S_tmax, (int, float)) and 0 <= S_tmin <= S_tmax
+        ):
+            raise ValueError(
+                f"sampler.S_tmin and sampler.S_tmax need 0 <= S_tmin <= S_tmax, got {S_tmin!r}, {S_tmax!r}."
+            )
+        self.order, self.S_noise = order, float(S_noise)
+        self.sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)  # [steps + 1]
+        t, t_next = self.sigmas[:-1], self.sigmas[1:]
+        in_range = (t >= S_tmin) & (t <= S_tmax)
+        gamma = torch.where(in_range, min(S_churn / steps, math.sqrt(2) - 1), 0.0).double()
+        self.t_hat = t * (1 + gamma)
+        self.churn_std = S_noise * (self.t_hat**2 - t**2).sqrt()
+        self.has_churn = bool((self.churn_std > 0).any())
+        self.logsnr_hat = -2 * self.t_hat.log()
+        self.logsnr_next = torch.where(t_next > 0, -2 * t_next.log(), torch.inf)
+        self.logsnr = -2 * t.log()
+        self.h = t_next - self.t_hat
+        self.second = (order == 2) & (t_next > 0)  # Heun's correction, except on the last step
+        self.nfe_per_step = 1 + self.second.long()
+        # Error scale: the VE posterior variance sigma_s^2 (sigma_t^2 - sigma_s^2) / sigma_t^2 of the step
+        # (DDPM's posterior variance mapped to EDM's x), the last step reusing the previous one.
+        self.error_scale = self.variance_scale(t_next**2 * (t**2 - t_next**2) / t**2)
+
+    def prior(self, n0: Tensor) -> Tensor:
+        return float(self.sigmas[0]) * n0
+
+    def _d(self, eps_fn, x: Tensor, logsnr: Tensor) -> Tensor:
+        """dx/dsigma = (x - D(x; sigma)) / sigma = eps_hat(x sqrt(s(a)), a) at rows' levels [M]."""
+        z = x * expand(torch.sigmoid(logsnr), x).sqrt()
+        return call_eps(eps_fn, z, logsnr, self.name)
+
+    def drift(self, eps_fn, x: Tensor, k: Tensor, n: Tensor) -> Tensor:
+        x_hat = x + self.coefficient(self.churn_std, k, x) * n if self.has_churn else x
+        h = self.coefficient(self.h, k, x)
+        d = self._d(eps_fn, x_hat, self.coefficient(self.logsnr_hat, k, x).reshape(-1))
+        x_next = x_hat + h * d
+        second = self.second.to(k.device)[k]
+        if second.any():
+            rows = second.nonzero().squeeze(1) if not second.all() else None
+            sel = (lambda v: v[rows]) if rows is not None else (lambda v: v)
+            level = self.coefficient(self.logsnr_next, sel(k), x).reshape(-1)
+            d2 = self._d(eps_fn, sel(x_next), level)
+            corrected = sel(x_hat) + sel(h) * (sel(d) + d2) / 2
+            if rows is None:
+                x_next = corrected
+            else:
+                x_next = x_next.index_copy(0, rows, corrected)
+        return x_next - x
+
+
+class HeunSampler(EDMSampler):
+    """EDM Heun (2nd order): 2 evaluations per step, one on the last; NFE = 2 steps - 1."""
+
+    def __init__(self, steps: int = 18, name: str = "heun", **kwargs):
+        super().__init__(steps=steps, order=2, name=name, **kwargs)
+
+
+class EulerSampler(EDMSampler):
+    """Euler on the same grid: one evaluation per step."""
+
+    def __init__(self, steps: int = 18, name: str = "euler", **kwargs):
+        super().__init__(steps=steps, order=1, name=name, **kwargs)
