@@ -1,17 +1,22 @@
-"""SampleEvaluation: run the configured samplers on the trained denoiser and score the samples.
+"""SampleEvaluation: run a list of samplers on the trained denoiser and score the samples.
 
 Sample i is drawn with seed (seed << 32) + i whatever the rank or batch, so results do not depend
 on the number of DDP ranks: each rank draws a contiguous share of indices, the shares are gathered,
-and every rank computes the same metrics; only rank 0 writes logs and plots.
+and every rank computes the same metrics; only rank 0 writes logs and plots. Every sampler sees the
+same seeds, so sequential and parallel samplers are compared on the same noise.
 """
 
+import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from ctdm.metrics import mmd2
@@ -19,25 +24,133 @@ from ctdm.plotting import plot_samples
 
 log = logging.getLogger(__name__)
 
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+DEFAULT_DIFFUSION = {"schedule": {"_target_": "ctdm.diffusion.DDPMSchedule"}}
+
+
+def sampler_dirs() -> list[Path]:
+    """Folders holding sampler options: conf/sampler of the running Hydra app's sources, then ctdm's."""
+    dirs = []
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            for source in HydraConfig.get().runtime.config_sources:
+                if str(source.path).startswith("file://"):
+                    dirs.append(Path(str(source.path)[len("file://") :]) / "sampler")
+    except Exception:  # no Hydra run (notebook, plain script): the package's own conf/
+        pass
+    dirs.append(CONF_DIR / "sampler")
+    return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
+
+
+def available_samplers() -> list[str]:
+    return sorted({p.stem for d in sampler_dirs() for p in d.glob("*.yaml")})
+
+
+def build_samplers(
+    names: Sequence,
+    selected: Mapping | None = None,
+    diffusion: Mapping | None = None,
+    steps: int | None = None,
+) -> list:
+    """Samplers from conf/sampler option names (sampler objects pass through unchanged).
+
+    The name of the selected `sampler` group option is built from `selected` (the `sampler` node, so
+    its command-line overrides apply); other names from their YAML with `diffusion` for the
+    interpolations. `steps`, if set, replaces every sampler's `steps`.
+    """
+    built, allowed = [], None
+    for entry in names:
+        if not isinstance(entry, str):
+            built.append(entry)
+            continue
+        if selected is not None and entry == selected.get("name"):
+            node = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(selected), resolve=True))
+        else:
+            path = next(
+                (d / f"{entry}.yaml" for d in sampler_dirs() if (d / f"{entry}.yaml").is_file()), None
+            )
+            if path is None:
+                allowed = allowed or available_samplers()
+                raise ValueError(f"eval.samplers: unknown sampler {entry!r}; allowed: {allowed}.")
+            node = OmegaConf.load(path)
+        root = OmegaConf.create({"diffusion": diffusion if diffusion is not None else DEFAULT_DIFFUSION})
+        root.sampler = node
+        root.sampler.name = entry
+        if steps is not None:
+            root.sampler.steps = steps
+        built.append(instantiate(root.sampler))
+    names_seen = [getattr(s, "name", None) for s in built]
+    duplicates = sorted({n for n in names_seen if names_seen.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"eval.samplers lists {duplicates} more than once; each sampler's metrics need a unique name."
+        )
+    return built
+
+
+def first_below(curve: list[dict], threshold: float) -> dict | None:
+    return next((c for c in curve if c["mmd"] <= threshold), None)
+
+
+def plot_pass_curve(curve: list[dict], path: Path, title: str, threshold, references: dict) -> Path:
+    """MMD after each Picard pass (log scale), with the threshold and sequential samplers' MMD."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    passes = [c["pass"] for c in curve]
+    values = [max(c["mmd"], 1e-7) for c in curve]
+    ax.plot(passes, values, marker=".", label="parallel sampler after each pass")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.1e}")
+    for i, (name, value) in enumerate(references.items()):
+        ax.axhline(max(value, 1e-7), color=f"C{i + 2}", ls=":", lw=1.5, label=f"{name}: {value:.1e}")
+    ax.set_yscale("log")
+    ax.set_xlabel("Picard pass")
+    ax.set_ylabel("squared MMD vs held-out data (clipped at 1e-7)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
 
 class SampleEvaluation(L.Callback):
     """Evaluate every sampler at the end of training (and every `every_n_steps` steps if set).
 
+    samplers: sampler objects, or conf/sampler option names (see `build_samplers`; `selected`,
+    `diffusion` and `steps` are only used for names).
     Metrics (logged at the current global step, kept in `self.results`):
       eval/<sampler>/mmd      unbiased squared MMD (Gaussian kernel, `mmd_bandwidth`) against held-out data
       eval/<sampler>/nfe      network evaluations per sample; eval/<sampler>/passes: sequential depth
       eval/<sampler>/seconds  wall time of sampling
+      eval/<sampler>/passes_to_threshold, nfe_to_threshold   parallel samplers: the first pass whose
+                              samples have MMD <= `mmd_threshold` (only logged when one does)
       eval/normal_mmd         the trivial baseline: standard-normal points against the same data
+    Parallel samplers also get their MMD after every pass (`self.curves`, a JSON file under
+    <output_dir>/eval/ and a plot), when sampling runs in one process and one batch.
+    batch_size: draw samples in batches of this many (memory only; sample i is unchanged).
     """
 
     def __init__(
         self,
-        samplers: list,
+        samplers: Sequence,
         num_samples: int = 2000,
         seed: int = 0,
         mmd_bandwidth: float = 0.1,
         every_n_steps: int | None = None,
         output_dir: str | None = None,
+        selected: Mapping | None = None,
+        diffusion: Mapping | None = None,
+        steps: int | None = None,
+        mmd_threshold: float | None = None,
+        batch_size: int | None = None,
     ):
         super().__init__()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
@@ -48,11 +161,31 @@ class SampleEvaluation(L.Callback):
             isinstance(mmd_bandwidth, (int, float)) and math.isfinite(mmd_bandwidth) and mmd_bandwidth > 0
         ):
             raise ValueError(f"eval.mmd_bandwidth must be a finite number > 0, got {mmd_bandwidth!r}.")
-        self.samplers = list(samplers)
+        if mmd_threshold is not None and not (
+            isinstance(mmd_threshold, (int, float)) and math.isfinite(mmd_threshold)
+        ):
+            raise ValueError(f"eval.mmd_threshold must be null or a finite number, got {mmd_threshold!r}.")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"eval.batch_size must be null or an integer >= 1, got {batch_size!r}.")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"eval.steps must be null or an integer >= 1, got {steps!r}.")
+        if isinstance(samplers, str):
+            samplers = [samplers]
+        if isinstance(selected, DictConfig):
+            selected = OmegaConf.to_container(selected, resolve=True)
+        if isinstance(diffusion, DictConfig):
+            diffusion = OmegaConf.to_container(diffusion, resolve=True)
+        if not samplers:
+            raise ValueError("eval.samplers is empty; list conf/sampler options, e.g. [ddpm,para_ddpm].")
+        self.samplers = build_samplers(list(samplers), selected, diffusion, steps)
         self.num_samples, self.seed = num_samples, seed
         self.mmd_bandwidth, self.every_n_steps = mmd_bandwidth, every_n_steps
+        self.mmd_threshold, self.batch_size = mmd_threshold, batch_size
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.results: dict[str, float] = {}
+        self.curves: dict[str, list[dict]] = {}
         self.plots: dict[str, Path] = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -64,56 +197,103 @@ class SampleEvaluation(L.Callback):
         self.evaluate(trainer, pl_module)
 
     @torch.no_grad()
-    def generate(self, trainer, pl_module, sampler, shape) -> Tensor:
-        """All `num_samples` samples, drawn in per-rank shares and gathered in index order."""
+    def generate(self, trainer, pl_module, sampler, shape, reference: Tensor | None = None):
+        """All `num_samples` samples, drawn in per-rank shares and gathered in index order.
+
+        Returns (samples, stats, curve): for a parallel sampler in one process and one batch, curve is
+        [{"pass", "nfe", "mmd"}] after every pass (against `reference`), else None.
+        """
         world, rank = trainer.world_size, trainer.global_rank
         share = math.ceil(self.num_samples / world)
-        indices = torch.arange(rank * share, (rank + 1) * share)
-        seeds = (self.seed << 32) + indices
-        samples, stats = sampler(pl_module.eps, shape, seeds, device=pl_module.device)
+        seeds = (self.seed << 32) + torch.arange(rank * share, (rank + 1) * share)
+        chunks = seeds.split(self.batch_size or len(seeds))
+        parallel = getattr(sampler, "parallel", False)
+        curve = [] if parallel and world == 1 and len(chunks) == 1 and reference is not None else None
+
+        def hook(pass_index, x_last, info):
+            value = float(mmd2(x_last[: self.num_samples].cpu(), reference, self.mmd_bandwidth))
+            curve.append({"pass": pass_index, "nfe": info["nfe"], "mmd": value})
+
+        parts, nfe, passes, seconds, converged = [], 0.0, 0, 0.0, True
+        for chunk in chunks:
+            kwargs = {"hook": hook} if curve is not None else {}
+            samples, stats = sampler(pl_module.eps, shape, chunk, device=pl_module.device, **kwargs)
+            parts.append(samples)
+            nfe += stats.nfe * len(chunk) / len(seeds)
+            passes, seconds = max(passes, stats.passes), seconds + stats.seconds
+            converged = converged and stats.converged
+        samples = torch.cat(parts)
         if world > 1:
             samples = trainer.strategy.all_gather(samples).flatten(0, 1)
-        return samples[: self.num_samples].cpu(), stats
+        summary = {"nfe": nfe, "passes": passes, "seconds": seconds, "converged": converged}
+        return samples[: self.num_samples].cpu(), summary, curve
 
     def evaluate(self, trainer, pl_module) -> dict[str, float]:
         reference = trainer.datamodule.x_val
         shape = tuple(reference.shape[1:])
+        step = trainer.global_step
         was_training = pl_module.training
         pl_module.eval()
         metrics: dict[str, float] = {}
+        sequential_mmd: dict[str, float] = {}
+        self.curves, self.plots = {}, {}
         try:
             for sampler in self.samplers:
-                samples, stats = self.generate(trainer, pl_module, sampler, shape)
-                prefix = f"eval/{sampler.name}"
+                name, prefix = sampler.name, f"eval/{sampler.name}"
+                samples, stats, curve = self.generate(trainer, pl_module, sampler, shape, reference)
                 metrics[f"{prefix}/mmd"] = float(mmd2(samples, reference, self.mmd_bandwidth))
-                metrics[f"{prefix}/nfe"] = stats.nfe
-                metrics[f"{prefix}/passes"] = stats.passes
-                metrics[f"{prefix}/seconds"] = stats.seconds
+                metrics[f"{prefix}/nfe"] = stats["nfe"]
+                metrics[f"{prefix}/passes"] = stats["passes"]
+                metrics[f"{prefix}/seconds"] = stats["seconds"]
+                if not stats["converged"]:
+                    log.warning("%s stopped at max_passes=%d before converging", name, stats["passes"])
+                if not getattr(sampler, "parallel", False):
+                    sequential_mmd[name] = metrics[f"{prefix}/mmd"]
+                if curve:
+                    self.curves[name] = curve
+                    if self.mmd_threshold is not None:
+                        hit = first_below(curve, self.mmd_threshold)
+                        if hit is not None:
+                            metrics[f"{prefix}/passes_to_threshold"] = hit["pass"]
+                            metrics[f"{prefix}/nfe_to_threshold"] = hit["nfe"]
                 if trainer.is_global_zero and self.output_dir is not None:
-                    path = (
-                        self.output_dir
-                        / "plots"
-                        / f"samples_{sampler.name}_step{trainer.global_step:06d}.png"
-                    )
+                    path = self.output_dir / "plots" / f"samples_{name}_step{step:06d}.png"
                     title = (
-                        f"{sampler.name}, step {trainer.global_step}: MMD^2 {metrics[f'{prefix}/mmd']:.2e}"
+                        f"{name}, step {step}: MMD^2 {metrics[f'{prefix}/mmd']:.2e}, "
+                        f"NFE {stats['nfe']:.0f}, passes {stats['passes']}"
                     )
                     if plot_samples(samples, reference, path, title) is not None:
-                        self.plots[sampler.name] = path
+                        self.plots[f"{prefix}/samples"] = path
             normal = torch.randn(self.num_samples, *shape, generator=torch.Generator().manual_seed(self.seed))
             metrics["eval/normal_mmd"] = float(mmd2(normal, reference, self.mmd_bandwidth))
         finally:
             pl_module.train(was_training)
+        if trainer.is_global_zero and self.output_dir is not None:
+            self._write_curves(step, sequential_mmd)
         self.results = metrics
         if trainer.is_global_zero:
             self._log(trainer, metrics)
         return metrics
 
+    def _write_curves(self, step: int, sequential_mmd: dict[str, float]) -> None:
+        for name, curve in self.curves.items():
+            out = self.output_dir / "eval" / f"{name}_passes_step{step:06d}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            payload = {"sampler": name, "step": step, "threshold": self.mmd_threshold, "passes": curve}
+            out.write_text(json.dumps(payload, indent=1))
+            hit = first_below(curve, self.mmd_threshold) if self.mmd_threshold is not None else None
+            reached = f"below threshold at pass {hit['pass']}" if hit else "never below threshold"
+            title = f"{name}, step {step}: MMD^2 after each pass ({reached})"
+            path = self.output_dir / "plots" / f"mmd_per_pass_{name}_step{step:06d}.png"
+            self.plots[f"eval/{name}/mmd_per_pass"] = plot_pass_curve(
+                curve, path, title, self.mmd_threshold, sequential_mmd
+            )
+
     def _log(self, trainer, metrics: dict[str, float]) -> None:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
             if isinstance(logger, WandbLogger):
-                for name, path in self.plots.items():
-                    logger.log_image(key=f"eval/{name}/samples", images=[str(path)], step=trainer.global_step)
+                for key, path in self.plots.items():
+                    logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
             logger.save()
         log.info("step %d: %s", trainer.global_step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
