@@ -113,21 +113,36 @@ class StepSampler:
     def prior(self, n0: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def drift(self, eps_fn, x: Tensor, k: Tensor, n: Tensor) -> Tensor:
-        """drift for rows x [M, *shape] at steps k [M] (long) with their step noise n [M, *shape]."""
+    def drift(self, eps_fn, x: Tensor, k, n: Tensor) -> Tensor:
+        """drift for rows x [M, *shape] at steps k ([M] long, or one int) with their step noise n."""
         raise NotImplementedError
 
-    def noise(self, n: Tensor, k: Tensor) -> Tensor:
+    def noise(self, n: Tensor, k) -> Tensor:
         """The additive noise term of steps k [M] for standard normal draws n [M, *shape]."""
         return torch.zeros_like(n)
 
-    def coefficient(self, values: Tensor, k: Tensor, like: Tensor) -> Tensor:
-        """values[k] (a float64 table over steps) in like's dtype/device, broadcastable against it."""
-        key = (id(values), like.device, like.dtype)
+    def coefficient(self, values: Tensor, k, like: Tensor):
+        """values[k] from a float64 table over steps, to multiply rows shaped like `like`.
+
+        k is a step index per row ([M] long; the parallel solver) or one int for every row (the
+        sequential loop, which then gets a Python float and saves the per-row gathers).
+        """
         cache = self.__dict__.setdefault("_coef_cache", {})
+        if isinstance(k, int):
+            key = (id(values), "list")
+            if key not in cache:
+                cache[key] = (values, values.tolist())
+            return cache[key][1][k]
+        key = (id(values), like.device, like.dtype)
         if key not in cache:
             cache[key] = (values, values.to(device=like.device, dtype=like.dtype))
         return expand(cache[key][1][k], like)
+
+    def levels(self, values: Tensor, k, like: Tensor) -> Tensor:
+        """Log-SNR levels [M] for the rows of `like` at steps k (see `coefficient`), for eps_fn."""
+        if isinstance(k, int):
+            return like.new_full((len(like),), self.coefficient(values, k, like))
+        return self.coefficient(values, k, like).reshape(-1)
 
     def draw_noise(self, shape: tuple[int, ...], seeds: Tensor, device=None) -> Tensor:
         """n_0 .. n_K for every sample: [N, K+1, *shape], row i from the generator seeded with seeds[i]."""
@@ -151,11 +166,9 @@ class StepSampler:
         eps_fn = as_eps_fn(eps_fn)
         noise = self.draw_noise(tuple(shape), seeds, device)
         x = self.prior(noise[:, 0])
-        k = torch.zeros(len(x), dtype=torch.long, device=x.device)
-        for i in range(self.steps):
-            n = noise[:, i + 1]
+        for k in range(self.steps):
+            n = noise[:, k + 1]
             x = x + self.drift(eps_fn, x, k, n) + self.noise(n, k)
-            k += 1
         return x, SamplerStats(
             nfe=int(self.nfe_per_step.sum()), passes=self.steps, seconds=time.perf_counter() - start
         )

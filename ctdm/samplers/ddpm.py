@@ -90,12 +90,11 @@ class _VPSampler(StepSampler):
     def prior(self, n0: Tensor) -> Tensor:
         return n0
 
-    def drift(self, eps_fn, x: Tensor, k: Tensor, n: Tensor) -> Tensor:
-        levels = self.coefficient(self.logsnr, k, x).reshape(-1)
-        eps_hat = call_eps(eps_fn, x, levels, self.name)
+    def drift(self, eps_fn, x: Tensor, k, n: Tensor) -> Tensor:
+        eps_hat = call_eps(eps_fn, x, self.levels(self.logsnr, k, x), self.name)
         return self.coefficient(self._c_z_minus_1, k, x) * x + self.coefficient(self.c_eps, k, x) * eps_hat
 
-    def noise(self, n: Tensor, k: Tensor) -> Tensor:
+    def noise(self, n: Tensor, k) -> Tensor:
         return self.coefficient(self.sigma, k, n) * n
 
 

@@ -93,22 +93,22 @@ class EDMSampler(StepSampler):
         z = x * expand(torch.sigmoid(logsnr), x).sqrt()
         return call_eps(eps_fn, z, logsnr, self.name)
 
-    def drift(self, eps_fn, x: Tensor, k: Tensor, n: Tensor) -> Tensor:
+    def drift(self, eps_fn, x: Tensor, k, n: Tensor) -> Tensor:
         x_hat = x + self.coefficient(self.churn_std, k, x) * n if self.has_churn else x
         h = self.coefficient(self.h, k, x)
-        d = self._d(eps_fn, x_hat, self.coefficient(self.logsnr_hat, k, x).reshape(-1))
+        d = self._d(eps_fn, x_hat, self.levels(self.logsnr_hat, k, x))
         x_next = x_hat + h * d
+        if isinstance(k, int):  # sequential loop: one step for every row
+            if self.second[k]:
+                d2 = self._d(eps_fn, x_next, self.levels(self.logsnr_next, k, x))
+                x_next = x_hat + h * (d + d2) / 2
+            return x_next - x
         second = self.second.to(k.device)[k]
         if second.any():
-            rows = second.nonzero().squeeze(1) if not second.all() else None
-            sel = (lambda v: v[rows]) if rows is not None else (lambda v: v)
-            level = self.coefficient(self.logsnr_next, sel(k), x).reshape(-1)
-            d2 = self._d(eps_fn, sel(x_next), level)
-            corrected = sel(x_hat) + sel(h) * (sel(d) + d2) / 2
-            if rows is None:
-                x_next = corrected
-            else:
-                x_next = x_next.index_copy(0, rows, corrected)
+            rows = second.nonzero().squeeze(1)
+            d2 = self._d(eps_fn, x_next[rows], self.levels(self.logsnr_next, k[rows], x[rows]))
+            corrected = x_hat[rows] + h[rows] * (d[rows] + d2) / 2
+            x_next = x_next.index_copy(0, rows, corrected)
         return x_next - x
 
 
