@@ -89,9 +89,10 @@ class _Net(nn.Module):
 
 def test_window_batch_split_over_devices_gives_the_same_samples():
     net = _Net()
-    for eps_fn in (LAW.eps, net.eps):  # a plain function and an nn.Module's method
+    # A plain function, and an nn.Module method (replicated: torch counts "cpu:0" apart from "cpu").
+    for eps_fn in (LAW.eps, net.eps):
         one, _ = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1)(eps_fn, (2,), torch.arange(6))
-        split, _ = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1, devices=["cpu", "cpu", "cpu"])(
+        split, _ = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1, devices=["cpu", "cpu:0", "cpu"])(
             eps_fn, (2,), torch.arange(6)
         )
         torch.testing.assert_close(one, split, rtol=0, atol=1e-6)

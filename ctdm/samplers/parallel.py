@@ -38,12 +38,11 @@ def split_over_devices(eps_fn, devices: Sequence) -> Callable:
     owner = getattr(eps_fn, "__self__", None)
     if isinstance(owner, nn.Module):
         fns = []
+        home = next(owner.parameters(), torch.empty(0)).device
+        # A LightningModule points at its Trainer: share that, copy the weights.
+        memo = {id(v): v for k, v in vars(owner).items() if k in ("_trainer", "trainer", "_fabric")}
         for dev in devices:
-            replica = (
-                owner
-                if next(owner.parameters(), torch.empty(0)).device == dev
-                else copy.deepcopy(owner).to(dev)
-            )
+            replica = owner if dev == home else copy.deepcopy(owner, memo=dict(memo)).to(dev)
             fns.append(getattr(replica, eps_fn.__name__))
     else:
         fns = [eps_fn] * len(devices)
