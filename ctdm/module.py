@@ -1,20 +1,27 @@
-"""DiffusionModule: the LightningModule that holds the denoiser network and the weighted loss terms."""
+"""DiffusionModule: the LightningModule that holds the denoiser and the weighted loss terms."""
 
+import math
 from collections.abc import Callable, Mapping
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
-from ctdm.losses import LossTerm, check_weights
+from ctdm.diffusion import Denoiser, Reference, nll
+from ctdm.losses import CDLLoss, LossTerm, check_weights
 
 
 class DiffusionModule(L.LightningModule):
-    """A noise-prediction denoiser `eps(z, logsnr)` trained on sum_k weight_k * term_k.
+    """A denoiser `eps(z, logsnr)` trained on sum_k weight_k * term_k.
 
-    net: module mapping (z [N, *shape], logsnr [N]) -> eps_hat shaped like z.
+    net: module mapping (z [N, *shape], logsnr [N]) -> its prediction, read through `parameterization`
+        (eps, x0, v or edm with `sigma_data`; see ctdm.diffusion.denoiser).
     loss: {name: LossTerm}; every term is evaluated and logged, the objective uses their weights.
     optimizer / lr_scheduler: partials (Hydra `_partial_: true`) taking params / the optimizer.
+    likelihood: the ITD reference. loc / scale / clip of the log-SNR range and `ref_var` (one number
+        for every dimension) default to what the training data's per-dimension variances give;
+        `val_points` Monte-Carlo points per held-out sample for val/nll and val/cdl.
+    The data variances are a buffer, so they travel in checkpoints with the weights.
     """
 
     def __init__(
@@ -23,31 +30,85 @@ class DiffusionModule(L.LightningModule):
         loss: Mapping[str, LossTerm],
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_scheduler: Callable | None = None,
+        parameterization: str = "eps",
+        sigma_data: float = 0.5,
+        likelihood: Mapping | None = None,
         val_seed: int = 0,
     ):
         super().__init__()
         check_weights(loss)
-        self.net = net
+        self.denoiser = Denoiser(net, parameterization, sigma_data)
         self.loss_terms = dict(loss)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        self.likelihood = {"loc": None, "scale": None, "clip": 3.0, "ref_var": None, "val_points": 16}
+        unknown = set(likelihood or {}) - set(self.likelihood)
+        if unknown:
+            raise ValueError(
+                f"Unknown diffusion.likelihood keys {sorted(unknown)}; allowed: {sorted(self.likelihood)}."
+            )
+        self.likelihood.update(likelihood or {})
         self.val_seed = val_seed
+        self.register_buffer("data_var", torch.empty(0))
+        # Validation always reports the noise classifier, with the CDL term's settings if there is one.
+        self.val_cdl = next(
+            (t for t in self.loss_terms.values() if isinstance(t, CDLLoss)), CDLLoss(weight=0.0)
+        )
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
+
+    @property
+    def net(self) -> nn.Module:
+        return self.denoiser.net
 
     def eps(self, z: Tensor, logsnr: Tensor) -> Tensor:
         """Noise prediction eps_hat(z, a) for z [N, *shape] and continuous log-SNR levels [N]."""
-        return self.net(z, logsnr)
+        return self.denoiser(z, logsnr)
 
-    def objective(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+    # -- the likelihood reference -------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.data_var.numel() == 0 and datamodule is not None:
+            self.set_data_var(datamodule.data_var)
+
+    def set_data_var(self, data_var: Tensor) -> None:
+        """Per-dimension variances of the training data, [*shape] (from the DataModule, computed once)."""
+        self.data_var = data_var.detach().to(self.device, torch.float32).clone()
+        self._reference = None
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint["state_dict"].get("data_var")
+        if saved is not None:  # shape the buffer so the checkpoint's values load into it
+            self.data_var = torch.empty_like(saved, device=self.device)
+            self._reference = None
+
+    @property
+    def reference(self) -> Reference:
+        if getattr(self, "_reference", None) is None:
+            if self.data_var.numel() == 0:
+                raise RuntimeError(
+                    "DiffusionModule has no data variances yet: call set_data_var(datamodule.data_var)."
+                )
+            cfg = self.likelihood
+            data_var = (
+                self.data_var if cfg["ref_var"] is None else torch.full_like(self.data_var, cfg["ref_var"])
+            )
+            self._reference = Reference.from_data_var(data_var, cfg["loc"], cfg["scale"], cfg["clip"])
+        return self._reference
+
+    # -- training -----------------------------------------------------------------------------
+    def objective(self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None):
+        """sum_k weight_k term_k(x) and every term's logs; terms not due at `step` are skipped."""
         total, logs = x.new_zeros(()), {}
         for term in self.loss_terms.values():
-            value, term_logs = term(self.eps, x, generator)
+            if step is not None and step % term.every_n_steps:
+                continue
+            value, term_logs = term(self.eps, x, generator, self.reference)
             total = total + term.weight * value
             logs.update(term_logs)
         return total, logs
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        loss, logs = self.objective(batch)
+        loss, logs = self.objective(batch, step=self.global_step)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()})
         return loss
@@ -56,6 +117,23 @@ class DiffusionModule(L.LightningModule):
         # The same levels and noise at every validation, so curves move only when the model does.
         generator = torch.Generator(device=batch.device).manual_seed(self.val_seed + batch_idx)
         loss, logs = self.objective(batch, generator)
+        if "cdl" not in logs:
+            _, cdl_logs = self.val_cdl(self.eps, batch, generator, self.reference)
+            logs.update(cdl_logs)
+        ref = self.reference
+        nats = nll(
+            self.eps,
+            batch,
+            n_points=self.likelihood["val_points"],
+            loc=ref.loc,
+            scale=ref.scale,
+            clip=ref.clip,
+            ref_log_var=ref.log_var,
+            generator=generator,
+        ).mean()
+        logs["nll"] = nats
+        if batch.dim() == 4:  # 8-bit images scaled to [-1, 1]: bins of width 2/255 per dimension
+            logs["nll_bpd"] = (nats / batch[0].numel() + math.log(127.5)) / math.log(2)
         self.log("val/loss", loss, sync_dist=True)
         self.log_dict({f"val/{k}": v for k, v in logs.items()}, sync_dist=True)
 

@@ -69,7 +69,8 @@ def train(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
+    loss = instantiate(cfg.loss, _convert_="all")
+    model = instantiate(cfg.model, loss=loss, likelihood=OmegaConf.to_container(cfg.diffusion.likelihood))
     # The run's resolved config travels in every checkpoint (Hydra's own node stays out).
     model.run_config = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True

@@ -1,6 +1,33 @@
-"""The variance-preserving diffusion channel in log-SNR, schedules and denoisers (Lightning-free)."""
+"""The variance-preserving diffusion channel in log-SNR, schedules, parameterisations and the
+likelihood estimators (Lightning-free)."""
 
 from ctdm.diffusion.channel import alpha_sigma, noise_data, predict_x0
-from ctdm.diffusion.schedules import DDPMSchedule
+from ctdm.diffusion.denoiser import PARAMETERIZATIONS, Denoiser
+from ctdm.diffusion.likelihood import Reference, cdl_logit, denoising_mse_curve, nll, truncated_logistic
+from ctdm.diffusion.schedules import (
+    DDPMSchedule,
+    EDMLogNormal,
+    ddpm_timestep,
+    karras_logsnr,
+    logsnr_to_sigma,
+    sigma_to_logsnr,
+)
 
-__all__ = ["DDPMSchedule", "alpha_sigma", "noise_data", "predict_x0"]
+__all__ = [
+    "PARAMETERIZATIONS",
+    "DDPMSchedule",
+    "Denoiser",
+    "EDMLogNormal",
+    "Reference",
+    "alpha_sigma",
+    "cdl_logit",
+    "ddpm_timestep",
+    "denoising_mse_curve",
+    "karras_logsnr",
+    "logsnr_to_sigma",
+    "nll",
+    "noise_data",
+    "predict_x0",
+    "sigma_to_logsnr",
+    "truncated_logistic",
+]

@@ -53,3 +53,48 @@ class DDPMSchedule:
 
     def __repr__(self) -> str:
         return f"DDPMSchedule(num_steps={self.num_steps}, kind={self.kind!r})"
+
+
+def logsnr_to_sigma(logsnr: Tensor) -> Tensor:
+    """EDM's noise level of the variance-exploding view x_edm = z / sqrt(s(a)): sigma = exp(-a/2)."""
+    return torch.exp(-0.5 * logsnr)
+
+
+def sigma_to_logsnr(sigma: Tensor) -> Tensor:
+    return -2 * torch.log(sigma)
+
+
+def ddpm_timestep(schedule: DDPMSchedule, logsnr: Tensor) -> Tensor:
+    """The continuous DDPM timestep t in [1, T] of a log-SNR, interpolating the (decreasing) grid."""
+    grid = schedule.logsnr.flip(0)  # increasing, grid[j] belongs to t = T - j
+    a = logsnr.double().clamp(float(grid[0]), float(grid[-1]))
+    j = torch.searchsorted(grid, a).clamp(1, len(grid) - 1)
+    frac = (a - grid[j - 1]) / (grid[j] - grid[j - 1])
+    return (schedule.num_steps - (j - 1) - frac).to(logsnr.dtype)
+
+
+class EDMLogNormal:
+    """EDM's training distribution: ln sigma ~ N(p_mean, p_std^2), i.e. a = -2 ln sigma."""
+
+    def __init__(self, p_mean: float = -1.2, p_std: float = 1.2):
+        if not (math.isfinite(p_mean) and math.isfinite(p_std) and p_std > 0):
+            raise ValueError(f"EDM log-normal needs finite p_mean and p_std > 0, got {p_mean!r}, {p_std!r}.")
+        self.p_mean, self.p_std = p_mean, p_std
+
+    def sample_logsnr(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        log_sigma = self.p_mean + self.p_std * torch.randn(n, generator=generator, device=device)
+        return -2 * log_sigma
+
+
+def karras_logsnr(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
+    """Karras et al.'s grid, as log-SNR levels (float64, noisiest first):
+    sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho."""
+    if steps < 1 or not 0 < sigma_min < sigma_max or rho <= 0:
+        raise ValueError(
+            f"Karras grid needs steps >= 1, 0 < sigma_min < sigma_max and rho > 0; got {steps}, "
+            f"{sigma_min}, {sigma_max}, {rho}."
+        )
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    inv = 1 / rho
+    sigmas = (sigma_max**inv + ramp * (sigma_min**inv - sigma_max**inv)) ** rho
+    return sigma_to_logsnr(sigmas)

@@ -1,0 +1,105 @@
+"""Cost of the Contrastive Diffusion Loss per training step on the 2-D MLP, side by side in one run.
+
+Prints ms per optimizer step (forward, backward, Adam) with batch 128 for:
+  mse                     the DDPM MSE loss alone
+  mse+cdl paper, loop     the authors' way: 2 samples, 128 points each, log p and log p_zeta as
+                          separate estimates, a Python loop with one backward pass per sample
+  mse+cdl paper           ctdm, the same work (2 x 128 points, independent draws) in one batched call
+  mse+cdl paper, shared   ctdm with shared draws for log p and log p_zeta
+  mse+cdl all x 16        ctdm, CDL on all 128 samples with 16 shared points each
+and, for each, the floor: one forward + backward + Adam step over as many network evaluations
+as the step makes, in a single batch. Usage: python benchmarks/cdl_step.py [--repeats 30]
+"""
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ctdm.data import eight_gaussians
+from ctdm.diffusion import Reference, nll
+from ctdm.diffusion.channel import noise_data
+from ctdm.losses import CDLLoss, MSELoss
+from ctdm.nets import ResidualMLP
+
+BATCH = 128
+
+
+def timed(step, repeats):
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return 1e3 * (time.perf_counter() - start) / repeats
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    law = eight_gaussians()
+    data = law.sample(20000, torch.Generator().manual_seed(0))
+    ref = Reference.from_data_var(data.var(0))
+    net = ResidualMLP(2)
+    opt = torch.optim.Adam(net.parameters(), 1e-4)
+    mse = MSELoss()
+
+    def batch():
+        return data[torch.randint(0, len(data), (BATCH,))]
+
+    def step_with(terms):
+        def step():
+            x = batch()
+            loss = sum(term(net, x, None, ref)[0] for term in terms)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return step
+
+    def paper_loop():
+        # One backward per CDL sample, log p and log p_zeta estimated separately (their structure).
+        x = batch()
+        opt.zero_grad()
+        mse(net, x)[0].backward()
+        zeta_dist = CDLLoss().zeta
+        for i in range(2):
+            xi = x[i : i + 1]
+            zeta = zeta_dist.sample(1, reference=ref)
+            clean = bool(torch.rand(()) < 0.5)
+            z = xi if clean else noise_data(xi, zeta, torch.randn_like(xi))
+            opts = dict(n_points=BATCH, loc=ref.loc, scale=ref.scale, ref_log_var=ref.log_var)
+            logit = nll(net, z, zeta=zeta, **opts) - nll(net, z, **opts)
+            F.softplus(-(1.0 if clean else -1.0) * logit).mean().backward()
+        opt.step()
+
+    def floor(points):
+        def step():
+            z, a = torch.randn(points, 2), torch.randn(points)
+            opt.zero_grad()
+            net(z, a).pow(2).mean().backward()
+            opt.step()
+
+        return step
+
+    cases = [
+        ("mse", step_with([mse]), BATCH),
+        ("mse+cdl paper, loop", paper_loop, BATCH + 2 * 2 * BATCH),
+        ("mse+cdl paper", step_with([mse, CDLLoss(samples=2, points=BATCH, share_draws=False)]), 5 * BATCH),
+        ("mse+cdl paper, shared", step_with([mse, CDLLoss(samples=2, points=BATCH)]), BATCH + 4 * BATCH),
+        ("mse+cdl all x 16", step_with([mse, CDLLoss(samples="all", points=16)]), BATCH + 2 * BATCH * 16),
+    ]
+    base = None
+    print(f"threads={torch.get_num_threads()} batch={BATCH} repeats={args.repeats}")
+    print(f"{'step':24s} {'evals':>6s} {'ms/step':>8s} {'floor ms':>9s} {'/floor':>7s} {'/mse':>6s}")
+    for name, step, evals in cases:
+        ms, floor_ms = timed(step, args.repeats), timed(floor(evals), args.repeats)
+        base = base or ms
+        print(f"{name:24s} {evals:6d} {ms:8.2f} {floor_ms:9.2f} {ms / floor_ms:6.2f}x {ms / base:5.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The Contrastive Diffusion Loss (Wu et al. 2024): train the denoiser's own noise classifier.
+
+For a batch item x draw zeta from a noise-level distribution and, with probability 1/2, keep z = x
+(label "clean", y = +1) or use z = z_zeta(x) (label "noised", y = -1). The classifier's logit is the
+log-likelihood ratio log p(z) - log p_zeta(z) estimated from the denoiser (ctdm.diffusion.cdl_logit),
+and the loss is softplus(-y * logit). Its gradient reaches the network through both likelihoods,
+including the off-level queries eps_hat(z_a, a') that the MSE loss never makes.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from ctdm.diffusion.channel import noise_data
+from ctdm.diffusion.likelihood import cdl_logit, truncated_logistic
+from ctdm.losses.base import EpsFn, LossTerm, check_number
+
+
+class ZetaDistribution:
+    """Noise levels of the "noised" class, in log-SNR.
+
+    kind="logistic": truncated logistic(loc, scale) on loc +- clip * scale; loc / scale null take the
+    likelihood reference's integration range (the data's). kind="uniform": uniform on [low, high].
+    """
+
+    def __init__(
+        self,
+        kind: str = "logistic",
+        loc: float | None = None,
+        scale: float | None = None,
+        clip: float = 3.0,
+        low: float | None = None,
+        high: float | None = None,
+    ):
+        key = "loss.cdl.zeta"
+        if kind == "logistic":
+            if loc is not None:
+                check_number(f"{key}.loc", loc)
+            if scale is not None:
+                check_number(f"{key}.scale", scale, positive=True)
+            check_number(f"{key}.clip", clip, positive=True)
+        elif kind == "uniform":
+            low, high = check_number(f"{key}.low", low), check_number(f"{key}.high", high)
+            if not low < high:
+                raise ValueError(f"{key} needs low < high, got low={low!r}, high={high!r}.")
+        else:
+            raise ValueError(f"{key}.kind must be 'logistic' or 'uniform', got {kind!r}.")
+        self.kind, self.loc, self.scale, self.clip, self.low, self.high = kind, loc, scale, clip, low, high
+
+    def sample(self, n: int, generator=None, device=None, reference=None) -> torch.Tensor:
+        if self.kind == "uniform":
+            return self.low + (self.high - self.low) * torch.rand(n, generator=generator, device=device)
+        loc = self.loc if self.loc is not None else reference.loc
+        scale = self.scale if self.scale is not None else reference.scale
+        return truncated_logistic((n,), loc, scale, self.clip, generator=generator, device=device)[0]
+
+
+class CDLLoss(LossTerm):
+    """softplus(-y * logit(z)) averaged over `samples` items of the batch (an int, or "all").
+
+    points: Monte-Carlo points per likelihood estimate; share_draws: log p and log p_zeta use the
+    same (a, eps) draws (far less noisy, see DESIGN.md); max_batch: largest network call.
+    logs: cdl, cdl_acc (classifier accuracy), cdl_logit_clean / cdl_logit_noised (mean logits).
+    """
+
+    name = "cdl"
+
+    def __init__(
+        self,
+        weight: float = 1.0,
+        samples: int | str = "all",
+        points: int = 16,
+        zeta: ZetaDistribution | None = None,
+        share_draws: bool = True,
+        every_n_steps: int = 1,
+        max_batch: int | None = None,
+    ):
+        super().__init__(weight, every_n_steps)
+        if samples != "all" and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+            raise ValueError(f"loss.cdl.samples must be an integer >= 1 or 'all', got {samples!r}.")
+        if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+            raise ValueError(f"loss.cdl.points must be an integer >= 1, got {points!r}.")
+        self.samples, self.points, self.share_draws, self.max_batch = samples, points, share_draws, max_batch
+        self.zeta = zeta if zeta is not None else ZetaDistribution()
+
+    def __call__(self, eps_fn: EpsFn, x, generator: torch.Generator | None = None, reference=None):
+        if reference is None:
+            raise ValueError(
+                "loss.cdl needs the likelihood reference (data variances); the module passes it."
+            )
+        count = len(x) if self.samples == "all" else min(self.samples, len(x))
+        x = x[:count]  # batches arrive shuffled, so the first items are a random subset
+        zeta = self.zeta.sample(count, generator, x.device, reference).to(x.dtype)
+        clean = torch.rand(count, generator=generator, device=x.device) < 0.5
+        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = torch.where(clean.reshape(-1, *([1] * (x.dim() - 1))), x, noise_data(x, zeta, eps))
+        logit = cdl_logit(
+            eps_fn,
+            z,
+            zeta,
+            n_points=self.points,
+            loc=reference.loc,
+            scale=reference.scale,
+            clip=reference.clip,
+            ref_log_var=reference.log_var,
+            generator=generator,
+            max_batch=self.max_batch,
+            share_draws=self.share_draws,
+        )
+        sign = clean.to(x.dtype) * 2 - 1
+        loss = F.softplus(-sign * logit).mean()
+        logs = {
+            self.name: loss.detach(),
+            f"{self.name}_acc": ((logit > 0) == clean).float().mean(),
+            f"{self.name}_logit_clean": logit[clean].detach().mean()
+            if clean.any()
+            else logit.new_tensor(0.0),
+            f"{self.name}_logit_noised": logit[~clean].detach().mean()
+            if (~clean).any()
+            else logit.new_tensor(0.0),
+        }
+        return loss, logs
