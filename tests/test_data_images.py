@@ -146,9 +146,7 @@ def test_image_folder_bad_input_names_the_path(tmp_path):
         ImageFolderDataModule(root=str(tmp_path), resolution=8, shape=[3, 8, 8]).setup()
     fake.write_image_folder(tmp_path, n=4, size=20)
     Image.fromarray(np.zeros((24, 24, 3), dtype=np.uint8)).save(tmp_path / "odd.png")
-    with pytest.raises(
-        ValueError, match=r"mixes image sizes: .*20x20 .*24x24"
-    ):
+    with pytest.raises(ValueError, match=r"mixes image sizes: .*20x20 .*24x24"):
         ImageFolderDataModule(root=str(tmp_path), resolution=8, shape=[3, 8, 8]).setup()
     with pytest.raises(ValueError, match=r"data.shape=\[3, 8, 8\] must be .* data.resolution=16"):
         ImageFolderDataModule(root=str(tmp_path), resolution=16, shape=[3, 8, 8])
