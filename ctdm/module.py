@@ -50,10 +50,11 @@ class DiffusionModule(L.LightningModule):
         self.likelihood.update(likelihood or {})
         self.val_seed = val_seed
         self.register_buffer("data_var", torch.empty(0))
-        # Validation always reports the noise classifier, with the CDL term's settings if there is one.
-        self.val_cdl = next(
-            (t for t in self.loss_terms.values() if isinstance(t, CDLLoss)), CDLLoss(weight=0.0)
-        )
+        # Validation always reports the noise classifier on every held-out sample with val_points
+        # points, so val/cdl_acc compares across runs; zeta follows the CDL term if there is one.
+        cdl = next((t for t in self.loss_terms.values() if isinstance(t, CDLLoss)), None)
+        zeta = cdl.zeta if cdl is not None else None
+        self.val_cdl = CDLLoss(weight=0.0, points=self.likelihood["val_points"], zeta=zeta)
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
 
     @property
@@ -117,9 +118,7 @@ class DiffusionModule(L.LightningModule):
         # The same levels and noise at every validation, so curves move only when the model does.
         generator = torch.Generator(device=batch.device).manual_seed(self.val_seed + batch_idx)
         loss, logs = self.objective(batch, generator)
-        if "cdl" not in logs:
-            _, cdl_logs = self.val_cdl(self.eps, batch, generator, self.reference)
-            logs.update(cdl_logs)
+        logs.update(self.val_cdl(self.eps, batch, generator, self.reference)[1])
         ref = self.reference
         nats = nll(
             self.eps,

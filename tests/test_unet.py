@@ -44,10 +44,14 @@ def test_unet_cifar_is_the_ddpm_architecture(make_cfg):
     assert list(net_cfg.attn_resolutions) == [16] and net_cfg.dropout == 0.1
 
 
-def test_model_preset_alone_picks_its_data_set(make_cfg):
-    assert make_cfg(["model=unet_small"]).data._target_.endswith("DigitsDataModule")
-    assert make_cfg(["model=unet_cifar"]).data._target_.endswith("CIFAR10DataModule")
-    assert make_cfg(["model=unet_small", "data=mnist"]).data.shape[1] == 28  # an explicit data= wins
+def test_image_data_picks_its_network(make_cfg):
+    # `python -m ctdm.train data=cifar10` must train the DDPM UNet, not the 2-D MLP.
+    assert make_cfg(["data=cifar10"]).model.net._target_ == "ctdm.nets.UNet"
+    assert make_cfg(["data=cifar10"]).model.net.width == 128
+    assert make_cfg(["data=digits"]).model.net.width == 32
+    assert make_cfg(["data=mnist"]).model.net.width == 32
+    assert make_cfg(["data=cifar10", "model=unet_small"]).model.net.width == 32  # an explicit model= wins
+    assert make_cfg([]).model.net._target_ == "ctdm.nets.ResidualMLP"
 
 
 def _trained_looking(net):

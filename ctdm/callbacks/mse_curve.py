@@ -17,13 +17,18 @@ from ctdm.plotting import plt
 
 class DenoisingMSECurve(L.Callback):
     def __init__(
-        self, num_points: int = 512, num_levels: int = 100, output_dir: str | None = None, seed: int = 0
+        self,
+        num_points: int = 512,
+        num_levels: int = 100,
+        max_batch: int | None = 8192,
+        output_dir: str | None = None,
+        seed: int = 0,
     ):
         if num_points < 1 or num_levels < 2:
             raise ValueError(
                 f"mse_curve needs num_points >= 1 and num_levels >= 2, got {num_points}, {num_levels}."
             )
-        self.num_points, self.num_levels, self.seed = num_points, num_levels, seed
+        self.num_points, self.num_levels, self.max_batch, self.seed = num_points, num_levels, max_batch, seed
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.last_path: Path | None = None
 
@@ -36,7 +41,7 @@ class DenoisingMSECurve(L.Callback):
         half = ref.clip * ref.scale
         levels = torch.linspace(ref.loc - half, ref.loc + half, self.num_levels)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        curve = denoising_mse_curve(pl_module.eps, x, levels, generator).cpu()
+        curve = denoising_mse_curve(pl_module.eps, x, levels, generator, self.max_batch).cpu()
         log_var = ref.log_var.expand(x.shape[1:]).flatten().cpu()
         reference = torch.sigmoid(levels[:, None] + log_var).sum(1)
         path = self.output_dir / "plots" / f"mse_logsnr_step{trainer.global_step:06d}.png"

@@ -229,7 +229,9 @@ def cdl_logit(
     return 0.5 * ((weight2 * (err_zeta - mmse_g2)).mean(1) - (weight * (err_p - mmse_g)).mean(1))
 
 
-def denoising_mse_curve(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, generator=None) -> Tensor:
+def denoising_mse_curve(
+    eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, generator=None, max_batch: int | None = None
+) -> Tensor:
     """E_{x, eps} |eps - eps_hat(z_a, a)|^2 (summed over dimensions) at each level of `logsnrs` [L].
 
     One batched call over L * B points; the paper's diagnostic against the reference mmse_G(a).
@@ -240,4 +242,4 @@ def denoising_mse_curve(eps_fn: EpsFn, x: Tensor, logsnrs: Tensor, generator=Non
     xs = x.repeat(repeat)
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype).repeat(repeat)
     inf = torch.full_like(levels, torch.inf)
-    return point_errors(eps_fn, xs, levels, eps, inf).view(len(logsnrs), len(x)).mean(1)
+    return point_errors(eps_fn, xs, levels, eps, inf, max_batch).view(len(logsnrs), len(x)).mean(1)
