@@ -9,6 +9,7 @@ from ctdm.diffusion.schedules import (
     EDMLogNormal,
     ddpm_timestep,
     karras_logsnr,
+    karras_sigmas,
     logsnr_to_sigma,
     sigma_to_logsnr,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ddpm_timestep",
     "denoising_mse_curve",
     "karras_logsnr",
+    "karras_sigmas",
     "logsnr_to_sigma",
     "nll",
     "noise_data",

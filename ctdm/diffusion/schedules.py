@@ -86,15 +86,21 @@ class EDMLogNormal:
         return -2 * log_sigma
 
 
-def karras_logsnr(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
-    """Karras et al.'s grid, as log-SNR levels (float64, noisiest first):
-    sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho."""
-    if steps < 1 or not 0 < sigma_min < sigma_max or rho <= 0:
+def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
+    """Karras et al.'s grid sigma_0 = sigma_max > ... > sigma_{steps-1} = sigma_min, then sigma_steps = 0
+    (float64 [steps + 1]), with sigma_i = (smax^(1/rho) + i/(steps-1) (smin^(1/rho) - smax^(1/rho)))^rho.
+    One step goes from sigma_max straight to 0."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"sampler.steps must be an integer >= 1, got {steps!r}.")
+    if not 0 < sigma_min < sigma_max or rho <= 0:
         raise ValueError(
-            f"Karras grid needs steps >= 1, 0 < sigma_min < sigma_max and rho > 0; got {steps}, "
-            f"{sigma_min}, {sigma_max}, {rho}."
+            f"Karras grid needs 0 < sigma_min < sigma_max and rho > 0; got {sigma_min}, {sigma_max}, {rho}."
         )
-    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
-    inv = 1 / rho
-    sigmas = (sigma_max**inv + ramp * (sigma_min**inv - sigma_max**inv)) ** rho
-    return sigma_to_logsnr(sigmas)
+    frac = torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
+    sigmas = (sigma_max ** (1 / rho) + frac * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
+
+
+def karras_logsnr(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
+    """The Karras grid's `steps` levels as log-SNR (float64, noisiest first; the final sigma = 0 left out)."""
+    return sigma_to_logsnr(karras_sigmas(steps, sigma_min, sigma_max, rho)[:-1])

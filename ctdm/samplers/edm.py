@@ -15,20 +15,8 @@ import math
 import torch
 from torch import Tensor
 
+from ctdm.diffusion.schedules import karras_sigmas
 from ctdm.samplers.base import StepSampler, call_eps, check_float, check_int, expand
-
-
-def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
-    """sigma_0 = sigma_max > ... > sigma_{steps-1} = sigma_min, then sigma_steps = 0 (float64 [steps+1]).
-
-    sigma_i = (sigma_max^(1/rho) + i/(steps-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho; one step
-    goes from sigma_max straight to 0.
-    """
-    check_int("sampler.steps", steps, 1)
-    i = torch.arange(steps, dtype=torch.float64)
-    frac = i / max(steps - 1, 1)
-    sigmas = (sigma_max ** (1 / rho) + frac * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
-    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
 
 
 class EDMSampler(StepSampler):
