@@ -119,17 +119,8 @@ class DiffusionModule(L.LightningModule):
         generator = torch.Generator(device=batch.device).manual_seed(self.val_seed + batch_idx)
         loss, logs = self.objective(batch, generator)
         logs.update(self.val_cdl(self.eps, batch, generator, self.reference)[1])
-        ref = self.reference
-        nats = nll(
-            self.eps,
-            batch,
-            n_points=self.likelihood["val_points"],
-            loc=ref.loc,
-            scale=ref.scale,
-            clip=ref.clip,
-            ref_log_var=ref.log_var,
-            generator=generator,
-        ).mean()
+        points = self.likelihood["val_points"]
+        nats = nll(self.eps, batch, n_points=points, **self.reference.options(), generator=generator).mean()
         logs["nll"] = nats
         if batch.dim() == 4:  # 8-bit images scaled to [-1, 1]: bins of width 2/255 per dimension
             logs["nll_bpd"] = (nats / batch[0].numel() + math.log(127.5)) / math.log(2)

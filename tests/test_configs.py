@@ -27,18 +27,7 @@ CASES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
 def test_every_group_has_options():
-    for group in [
-        "data",
-        "model",
-        "loss",
-        "sampler",
-        "trainer",
-        "logger",
-        "callbacks",
-        "paths",
-        "hydra",
-        "debug",
-    ]:
+    for group in GROUPS[:-1]:  # experiment presets come with later work
         assert any(g == group for g, _ in CASES), f"conf/{group}/ has no options"
 
 

@@ -46,6 +46,10 @@ class Reference:
         check_range("scale", self.scale)
         check_range("clip", self.clip)
 
+    def options(self) -> dict:
+        """The keyword arguments `nll` and `cdl_logit` take for this reference."""
+        return {"loc": self.loc, "scale": self.scale, "clip": self.clip, "ref_log_var": self.log_var}
+
     @classmethod
     def from_data_var(
         cls, data_var: Tensor, loc: float | None = None, scale: float | None = None, clip: float = 3.0

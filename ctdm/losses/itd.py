@@ -32,10 +32,7 @@ class ITDLoss(LossTerm):
             eps_fn,
             x,
             n_points=self.points,
-            loc=reference.loc,
-            scale=reference.scale,
-            clip=reference.clip,
-            ref_log_var=reference.log_var,
+            **reference.options(),
             generator=generator,
             max_batch=self.max_batch,
         ).mean()
