@@ -113,6 +113,9 @@ def _write_summary(summary: dict) -> None:
         lines.append(f"  final train loss (last step): {m['train/loss']:.4f}")
     if "val/loss" in m:
         lines.append(f"  validation loss: {m['val/loss']:.4f}")
+    if "val/nll" in m:
+        acc = m.get("val/cdl_acc", float("nan"))
+        lines.append(f"  val/nll (nats per sample): {m['val/nll']:.4f}; val/cdl_acc: {acc:.3f}")
     for key, value in m.items():
         if key.endswith("/mmd"):
             lines.append(f"  {key} (squared MMD): {value:.3e}")
