@@ -8,14 +8,14 @@ import torch
 from torch import Tensor
 
 
-def _expand(v: Tensor, like: Tensor) -> Tensor:
-    """[N] -> [N, 1, ..., 1] so it broadcasts against a batch shaped like `like`."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
+def append_dims(v: Tensor, ndim: int) -> Tensor:
+    """v [N] -> [N, 1, ..., 1] with `ndim` dimensions, to broadcast one value per row (k-diffusion's name)."""
+    return v.reshape(-1, *([1] * (ndim - 1)))
 
 
 def alpha_sigma(logsnr: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
     """Signal and noise scales sqrt(s(a)), sqrt(s(-a)) shaped to broadcast against `like`."""
-    a = _expand(logsnr, like)
+    a = append_dims(logsnr, like.dim())
     return torch.sigmoid(a).sqrt(), torch.sigmoid(-a).sqrt()
 
 
