@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ctdm.data import eight_gaussians
 from ctdm.diffusion import Reference, nll
 from ctdm.diffusion.channel import noise_data
-from ctdm.losses import CDLLoss, MSELoss
+from ctdm.losses import ContrastiveDiffusionLoss, DenoisingMSE
 from ctdm.nets import ResidualMLP
 
 BATCH = 128
@@ -45,7 +45,7 @@ def main():
     ref = Reference.from_data_var(data.var(0))
     net = ResidualMLP(2)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
-    mse = MSELoss()
+    mse = DenoisingMSE()
 
     def batch():
         return data[torch.randint(0, len(data), (BATCH,))]
@@ -65,7 +65,7 @@ def main():
         x = batch()
         opt.zero_grad()
         mse(net, x)[0].backward()
-        zeta_dist = CDLLoss().zeta
+        zeta_dist = ContrastiveDiffusionLoss().zeta
         for i in range(2):
             xi = x[i : i + 1]
             zeta = zeta_dist.sample(1, reference=ref)
@@ -88,9 +88,21 @@ def main():
     cases = [
         ("mse", step_with([mse]), BATCH),
         ("mse+cdl paper, loop", paper_loop, BATCH + 2 * 2 * BATCH),
-        ("mse+cdl paper", step_with([mse, CDLLoss(samples=2, points=BATCH, share_draws=False)]), 5 * BATCH),
-        ("mse+cdl paper, shared", step_with([mse, CDLLoss(samples=2, points=BATCH)]), BATCH + 4 * BATCH),
-        ("mse+cdl all x 16", step_with([mse, CDLLoss(samples="all", points=16)]), BATCH + 2 * BATCH * 16),
+        (
+            "mse+cdl paper",
+            step_with([mse, ContrastiveDiffusionLoss(samples=2, points=BATCH, share_draws=False)]),
+            5 * BATCH,
+        ),
+        (
+            "mse+cdl paper, shared",
+            step_with([mse, ContrastiveDiffusionLoss(samples=2, points=BATCH)]),
+            BATCH + 4 * BATCH,
+        ),
+        (
+            "mse+cdl all x 16",
+            step_with([mse, ContrastiveDiffusionLoss(samples="all", points=16)]),
+            BATCH + 2 * BATCH * 16,
+        ),
     ]
     base = None
     print(f"threads={torch.get_num_threads()} batch={BATCH} repeats={args.repeats}")

@@ -16,13 +16,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ctdm.data import ToyDataModule, eight_gaussians
-from ctdm.losses import MSELoss
+from ctdm.losses import DenoisingMSE
 from ctdm.module import DiffusionModule
 from ctdm.nets import ResidualMLP
 
 
 def bare_loop(x_train, steps, batch):
-    net, loss = ResidualMLP(2), MSELoss()
+    net, loss = ResidualMLP(2), DenoisingMSE()
     opt = torch.optim.Adam(net.parameters(), 2e-3)
     start = time.perf_counter()
     for _ in range(steps):
@@ -45,7 +45,9 @@ class _Timer(L.Callback):
 
 def lightning_loop(steps, batch):
     dm = ToyDataModule(eight_gaussians(), [2], batch_size=batch)
-    model = DiffusionModule(ResidualMLP(2), {"mse": MSELoss()}, lambda params: torch.optim.Adam(params, 2e-3))
+    model = DiffusionModule(
+        ResidualMLP(2), {"mse": DenoisingMSE()}, lambda params: torch.optim.Adam(params, 2e-3)
+    )
     timer = _Timer()
     trainer = L.Trainer(
         accelerator="cpu",

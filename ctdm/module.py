@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ctdm.diffusion import Denoiser, Reference, nll
-from ctdm.losses import CDLLoss, LossTerm, check_weights
+from ctdm.losses import ContrastiveDiffusionLoss, LossTerm, check_weights
 
 
 class DiffusionModule(L.LightningModule):
@@ -52,9 +52,9 @@ class DiffusionModule(L.LightningModule):
         self.register_buffer("data_var", torch.empty(0))
         # Validation always reports the noise classifier on every held-out sample with val_points
         # points, so val/cdl_acc compares across runs; zeta follows the CDL term if there is one.
-        cdl = next((t for t in self.loss_terms.values() if isinstance(t, CDLLoss)), None)
+        cdl = next((t for t in self.loss_terms.values() if isinstance(t, ContrastiveDiffusionLoss)), None)
         zeta = cdl.zeta if cdl is not None else None
-        self.val_cdl = CDLLoss(weight=0.0, points=self.likelihood["val_points"], zeta=zeta)
+        self.val_cdl = ContrastiveDiffusionLoss(weight=0.0, points=self.likelihood["val_points"], zeta=zeta)
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
 
     @property

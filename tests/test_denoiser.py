@@ -13,7 +13,7 @@ from ctdm.diffusion import (
     logsnr_to_sigma,
     sigma_to_logsnr,
 )
-from ctdm.diffusion.channel import alpha_sigma
+from ctdm.diffusion.channel import channel_scales
 
 VAR = torch.tensor([0.3, 2.0])
 
@@ -32,7 +32,7 @@ class OptimalTarget(torch.nn.Module):
         self.kind, self.sigma_data = kind, sigma_data
 
     def forward(self, net_input, a):
-        alpha, sigma = alpha_sigma(a, net_input)
+        alpha, sigma = channel_scales(a, net_input)
         if self.kind == "edm":  # the input is c_in x_edm; F = (D - c_skip x_edm) / c_out
             sigma_e, sd2 = sigma / alpha, self.sigma_data**2
             norm = torch.sqrt(sigma_e**2 + sd2)
@@ -64,7 +64,7 @@ def test_sigma_logsnr_maps_round_trip():
     torch.testing.assert_close(logsnr_to_sigma(sigma_to_logsnr(sigma)), sigma)
     # x_edm = z / alpha carries noise sigma / alpha = exp(-a / 2)
     a = torch.tensor([-3.0, 0.0, 5.0], dtype=torch.float64)
-    alpha, sig = alpha_sigma(a, a)
+    alpha, sig = channel_scales(a, a)
     torch.testing.assert_close(sig / alpha, logsnr_to_sigma(a))
 
 

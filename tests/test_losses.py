@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from ctdm.data.toy import eight_gaussians
 from ctdm.diffusion import Reference
 from ctdm.diffusion.likelihood import truncated_logistic
-from ctdm.losses import CDLLoss, EDMLoss, ITDLoss, MSELoss, ZetaDistribution, check_weights
+from ctdm.losses import (
+    ContrastiveDiffusionLoss,
+    DenoisingMSE,
+    EDMLoss,
+    ITDLoss,
+    ZetaDistribution,
+    check_weights,
+)
 from ctdm.nets import ResidualMLP
 
 s = torch.sigmoid
@@ -73,7 +80,7 @@ def _reference_cdl(eps_fn, x, term, seed):
 def test_vectorised_cdl_equals_the_reference_loop(share_draws, zeta):
     net = _net()
     x = eight_gaussians().sample(6, torch.Generator().manual_seed(1))
-    term = CDLLoss(points=5, zeta=zeta, share_draws=share_draws)
+    term = ContrastiveDiffusionLoss(points=5, zeta=zeta, share_draws=share_draws)
     value, logs = term(net, x, torch.Generator().manual_seed(3), REF)
     with torch.no_grad():
         expected = _reference_cdl(net, x, term, 3)
@@ -92,7 +99,7 @@ def test_cdl_gradient_reaches_the_network_through_both_likelihoods():
         return out
 
     x = eight_gaussians().sample(8, torch.Generator().manual_seed(2))
-    value, _ = CDLLoss(points=4)(eps_fn, x, torch.Generator().manual_seed(0), REF)
+    value, _ = ContrastiveDiffusionLoss(points=4)(eps_fn, x, torch.Generator().manual_seed(0), REF)
     value.backward()
     ((levels, out),) = outputs
     half = len(out) // 2
@@ -110,8 +117,8 @@ def test_cdl_samples_option_limits_the_work():
         return net(z, a)
 
     x = eight_gaussians().sample(32, torch.Generator().manual_seed(2))
-    CDLLoss(samples=2, points=16)(eps_fn, x, None, REF)
-    CDLLoss(samples="all", points=3)(eps_fn, x, None, REF)
+    ContrastiveDiffusionLoss(samples=2, points=16)(eps_fn, x, None, REF)
+    ContrastiveDiffusionLoss(samples="all", points=3)(eps_fn, x, None, REF)
     assert sizes == [2 * 2 * 16, 2 * 32 * 3]
 
 
@@ -143,18 +150,18 @@ def test_itd_loss_is_the_mean_nll_and_has_gradient():
 @pytest.mark.parametrize(
     "make,match",
     [
-        (lambda: CDLLoss(points=0), "loss.cdl.points"),
-        (lambda: CDLLoss(samples=0), "loss.cdl.samples"),
-        (lambda: CDLLoss(samples="some"), "loss.cdl.samples"),
-        (lambda: CDLLoss(weight=-1.0), "loss.cdl.weight"),
-        (lambda: CDLLoss(every_n_steps=0), "loss.cdl.every_n_steps"),
+        (lambda: ContrastiveDiffusionLoss(points=0), "loss.cdl.points"),
+        (lambda: ContrastiveDiffusionLoss(samples=0), "loss.cdl.samples"),
+        (lambda: ContrastiveDiffusionLoss(samples="some"), "loss.cdl.samples"),
+        (lambda: ContrastiveDiffusionLoss(weight=-1.0), "loss.cdl.weight"),
+        (lambda: ContrastiveDiffusionLoss(every_n_steps=0), "loss.cdl.every_n_steps"),
         (lambda: ZetaDistribution(scale=0.0), "loss.cdl.zeta.scale"),
         (lambda: ZetaDistribution(clip=float("inf")), "loss.cdl.zeta.clip"),
         (lambda: ZetaDistribution(loc=float("nan")), "loss.cdl.zeta.loc"),
         (lambda: ZetaDistribution("uniform", low=3.0, high=1.0), "low < high"),
         (lambda: ZetaDistribution("uniform", low=None, high=1.0), "loss.cdl.zeta.low"),
         (lambda: ZetaDistribution("beta"), "loss.cdl.zeta.kind"),
-        (lambda: MSELoss(weight=float("nan")), "loss.mse.weight"),
+        (lambda: DenoisingMSE(weight=float("nan")), "loss.mse.weight"),
         (lambda: ITDLoss(points=0), "loss.itd.points"),
         (lambda: EDMLoss(sigma_data=0.0), "loss.edm.sigma_data"),
     ],
@@ -166,4 +173,4 @@ def test_bad_options_name_the_key(make, match):
 
 def test_all_zero_weights_are_refused():
     with pytest.raises(ValueError, match="All loss weights are zero"):
-        check_weights({"mse": MSELoss(weight=0.0), "cdl": CDLLoss(weight=0.0)})
+        check_weights({"mse": DenoisingMSE(weight=0.0), "cdl": ContrastiveDiffusionLoss(weight=0.0)})

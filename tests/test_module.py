@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from ctdm.data import ToyDataModule, eight_gaussians
-from ctdm.losses import CDLLoss, MSELoss
+from ctdm.losses import ContrastiveDiffusionLoss, DenoisingMSE
 from ctdm.module import DiffusionModule
 from ctdm.nets import ResidualMLP
 from ctdm.train import train
 
 
 def _module(**kw):
-    loss = {"mse": MSELoss()}
+    loss = {"mse": DenoisingMSE()}
     return DiffusionModule(
         ResidualMLP(2, width=16, blocks=1), loss, lambda params: torch.optim.Adam(params), **kw
     )
@@ -74,7 +74,7 @@ def test_unknown_likelihood_key_is_refused():
 
 def test_cdl_every_n_steps_skips_the_term():
     model = _module()
-    model.loss_terms["cdl"] = CDLLoss(points=2, every_n_steps=3)
+    model.loss_terms["cdl"] = ContrastiveDiffusionLoss(points=2, every_n_steps=3)
     model.set_data_var(torch.ones(2))
     x = eight_gaussians().sample(8)
     assert "cdl" in model.objective(x, step=3)[1] and "cdl" not in model.objective(x, step=4)[1]

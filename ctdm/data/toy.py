@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ctdm.diffusion.channel import alpha_sigma
+from ctdm.diffusion.channel import channel_scales
 
 
 class GaussianMixture:
@@ -73,7 +73,7 @@ class GaussianMixture:
         variance; the answer is their mix under the posterior over components.
         """
         zd = z.double()
-        alpha, sigma = alpha_sigma(logsnr.double(), zd)  # [N, 1]
+        alpha, sigma = channel_scales(logsnr.double(), zd)  # [N, 1]
         alpha, sigma = alpha[:, None], sigma[:, None]  # [N, 1, 1] against components [K, d]
         means = alpha * self.means  # [N, K, d]
         variances = alpha**2 * self.variances + sigma**2

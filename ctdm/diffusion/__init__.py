@@ -1,7 +1,7 @@
 """The variance-preserving diffusion channel in log-SNR, schedules, parameterisations and the
 likelihood estimators (Lightning-free)."""
 
-from ctdm.diffusion.channel import alpha_sigma, append_dims, noise_data, predict_x0
+from ctdm.diffusion.channel import append_dims, channel_scales, noise_data, predict_x0
 from ctdm.diffusion.denoiser import PARAMETERIZATIONS, Denoiser
 from ctdm.diffusion.likelihood import Reference, cdl_logit, denoising_mse_curve, nll, truncated_logistic
 from ctdm.diffusion.schedules import (
@@ -20,7 +20,7 @@ __all__ = [
     "Denoiser",
     "EDMLogNormal",
     "Reference",
-    "alpha_sigma",
+    "channel_scales",
     "append_dims",
     "cdl_logit",
     "ddpm_timestep",

@@ -15,7 +15,7 @@ the same information).
 import torch
 from torch import Tensor, nn
 
-from ctdm.diffusion.channel import alpha_sigma
+from ctdm.diffusion.channel import channel_scales
 
 PARAMETERIZATIONS = ("eps", "x0", "v", "edm")
 
@@ -34,7 +34,7 @@ class Denoiser(nn.Module):
 
     def forward(self, z: Tensor, logsnr: Tensor) -> Tensor:
         """eps_hat for z [N, *shape] at continuous log-SNR levels [N]."""
-        alpha, sigma = alpha_sigma(logsnr, z)
+        alpha, sigma = channel_scales(logsnr, z)
         if self.parameterization == "eps":
             return self.net(z, logsnr)
         if self.parameterization == "x0":

@@ -2,9 +2,17 @@
 the module sums weight * term."""
 
 from ctdm.losses.base import LossTerm, check_weights
-from ctdm.losses.cdl import CDLLoss, ZetaDistribution
+from ctdm.losses.cdl import ContrastiveDiffusionLoss, ZetaDistribution
 from ctdm.losses.edm import EDMLoss
 from ctdm.losses.itd import ITDLoss
-from ctdm.losses.mse import MSELoss
+from ctdm.losses.mse import DenoisingMSE
 
-__all__ = ["CDLLoss", "EDMLoss", "ITDLoss", "LossTerm", "MSELoss", "ZetaDistribution", "check_weights"]
+__all__ = [
+    "ContrastiveDiffusionLoss",
+    "EDMLoss",
+    "ITDLoss",
+    "LossTerm",
+    "DenoisingMSE",
+    "ZetaDistribution",
+    "check_weights",
+]

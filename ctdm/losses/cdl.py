@@ -54,7 +54,7 @@ class ZetaDistribution:
         return truncated_logistic((n,), loc, scale, self.clip, generator=generator, device=device)[0]
 
 
-class CDLLoss(LossTerm):
+class ContrastiveDiffusionLoss(LossTerm):
     """softplus(-y * logit(z)) averaged over `samples` items of the batch (an int, or "all").
 
     points: Monte-Carlo points per likelihood estimate; share_draws: log p and log p_zeta use the

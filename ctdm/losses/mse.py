@@ -8,7 +8,7 @@ from ctdm.diffusion.schedules import DDPMSchedule
 from ctdm.losses.base import EpsFn, LossTerm
 
 
-class MSELoss(LossTerm):
+class DenoisingMSE(LossTerm):
     """E_{t, eps} mean_i (eps - eps_hat(z_{a_t}, a_t))_i^2 with a_t drawn by `schedule` (DDPM: t uniform)."""
 
     name = "mse"
