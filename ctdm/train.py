@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ctdm.callbacks import SampleEvaluation
+from ctdm.logging import instantiate_loggers
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ def train(cfg: DictConfig) -> dict:
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = instantiate_loggers(cfg)  # W&B's name, group, tags, job type from the run (ctdm.logging)
+    for logger in loggers:  # the resolved config: W&B's run config, the CSV logger's hparams.yaml
+        logger.log_hyperparams(model.run_config)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     log.info("Output folder: %s", cfg.paths.output_dir)

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from ctdm.logging import wandb_pass_curve
 from ctdm.metrics import mmd2
 from ctdm.plotting import plot_samples
 
@@ -290,10 +291,14 @@ class SampleEvaluation(L.Callback):
             )
 
     def _log(self, trainer, metrics: dict[str, float]) -> None:
+        step = trainer.global_step
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-            if isinstance(logger, WandbLogger):
+            logger.log_metrics(metrics, step=step)
+            if isinstance(logger, WandbLogger):  # plots as wandb.Image, pass curves as line plots
                 for key, path in self.plots.items():
-                    logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+                    logger.log_image(key=key, images=[str(path)], step=step, caption=[path.stem])
+                for name, curve in self.curves.items():
+                    chart = wandb_pass_curve(name, curve)
+                    logger.log_metrics({f"eval/{name}/mmd_per_pass_curve": chart}, step)
             logger.save()
         log.info("step %d: %s", trainer.global_step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
