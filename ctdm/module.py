@@ -1,4 +1,4 @@
-"""DiffusionModule: the LightningModule that holds the denoiser and the weighted loss terms."""
+"""DiffusionModule: the LightningModule that holds the parameterised network and the weighted loss terms."""
 
 import math
 from collections.abc import Callable, Mapping
@@ -7,15 +7,17 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from ctdm.diffusion import Denoiser, Reference, nll
+from ctdm.diffusion import EpsPrediction, Parameterization, Reference, nll
 from ctdm.losses import ContrastiveDiffusionLoss, LossTerm, check_weights
 
 
 class DiffusionModule(L.LightningModule):
-    """A denoiser `eps(z, logsnr)` trained on sum_k weight_k * term_k.
+    """A noise predictor `eps(z, logsnr)` trained on sum_k weight_k * term_k.
 
-    net: module mapping (z [N, *shape], logsnr [N]) -> its prediction, read through `parameterization`
-        (eps, x0, v or edm with `sigma_data`; see ctdm.diffusion.denoiser).
+    net: module mapping (its input [N, *shape], logsnr [N]) -> its prediction.
+    parameterization: builds the reading of `net` as a noise predictor from `net`, e.g.
+        `ctdm.diffusion.VPrediction` or `functools.partial(EDMPrecond, sigma_data=0.5)` (Hydra:
+        `_partial_: true`); default EpsPrediction. See ctdm.diffusion.parameterizations.
     loss: {name: LossTerm}; every term is evaluated and logged, the objective uses their weights.
     optimizer / lr_scheduler: partials (Hydra `_partial_: true`) taking params / the optimizer.
     likelihood: the ITD reference. loc / scale / clip of the log-SNR range and `ref_var` (one number
@@ -30,14 +32,13 @@ class DiffusionModule(L.LightningModule):
         loss: Mapping[str, LossTerm],
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_scheduler: Callable | None = None,
-        parameterization: str = "eps",
-        sigma_data: float = 0.5,
+        parameterization: Callable[[nn.Module], Parameterization] = EpsPrediction,
         likelihood: Mapping | None = None,
         val_seed: int = 0,
     ):
         super().__init__()
         check_weights(loss)
-        self.denoiser = Denoiser(net, parameterization, sigma_data)
+        self.parameterization = parameterization(net)
         self.loss_terms = dict(loss)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
@@ -59,11 +60,11 @@ class DiffusionModule(L.LightningModule):
 
     @property
     def net(self) -> nn.Module:
-        return self.denoiser.net
+        return self.parameterization.net
 
     def eps(self, z: Tensor, logsnr: Tensor) -> Tensor:
         """Noise prediction eps_hat(z, a) for z [N, *shape] and continuous log-SNR levels [N]."""
-        return self.denoiser(z, logsnr)
+        return self.parameterization.eps(z, logsnr)
 
     # -- the likelihood reference -------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -120,7 +121,7 @@ class DiffusionModule(L.LightningModule):
         loss, logs = self.objective(batch, generator)
         logs.update(self.val_cdl(self.eps, batch, generator, self.reference)[1])
         points = self.likelihood["val_points"]
-        nats = nll(self.eps, batch, n_points=points, **self.reference.options(), generator=generator).mean()
+        nats = nll(self.eps, batch, self.reference, n_points=points, generator=generator).mean()
         logs["nll"] = nats
         if batch.dim() == 4:  # 8-bit images scaled to [-1, 1]: bins of width 2/255 per dimension
             logs["nll_bpd"] = (nats / batch[0].numel() + math.log(127.5)) / math.log(2)

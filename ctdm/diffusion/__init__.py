@@ -1,9 +1,15 @@
 """The variance-preserving diffusion channel in log-SNR, schedules, parameterisations and the
-likelihood estimators (Lightning-free)."""
+likelihood estimators (Lightning-free). The math is written out in docs/."""
 
 from ctdm.diffusion.channel import append_dims, channel_scales, noise_data, predict_x0
-from ctdm.diffusion.denoiser import PARAMETERIZATIONS, Denoiser
 from ctdm.diffusion.likelihood import Reference, cdl_logit, denoising_mse_curve, nll, truncated_logistic
+from ctdm.diffusion.parameterizations import (
+    EDMPrecond,
+    EpsPrediction,
+    Parameterization,
+    VPrediction,
+    X0Prediction,
+)
 from ctdm.diffusion.schedules import (
     DDPMSchedule,
     EDMLogNormal,
@@ -15,14 +21,17 @@ from ctdm.diffusion.schedules import (
 )
 
 __all__ = [
-    "PARAMETERIZATIONS",
     "DDPMSchedule",
-    "Denoiser",
     "EDMLogNormal",
+    "EDMPrecond",
+    "EpsPrediction",
+    "Parameterization",
     "Reference",
-    "channel_scales",
+    "VPrediction",
+    "X0Prediction",
     "append_dims",
     "cdl_logit",
+    "channel_scales",
     "ddpm_timestep",
     "denoising_mse_curve",
     "karras_logsnr",

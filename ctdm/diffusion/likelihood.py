@@ -24,16 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ctdm.diffusion.channel import noise_data
+from ctdm.diffusion.channel import append_dims, noise_data
+from ctdm.diffusion.checks import check_int, check_number
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass
 class Reference:
-    """The reference Gaussian N(0, diag(exp(log_var))) and the log-SNR integration range.
+    """The reference Gaussian G = N(0, diag(exp(log_var))) and the log-SNR integration range.
 
-    log_var: [*shape] or scalar log variances; loc, scale, clip: the truncated logistic over a.
+    log_var: [*shape] (or a scalar, the same in every dimension) log variances of G; loc, scale, clip:
+    the importance distribution over log-SNR a, a logistic(loc, scale) truncated to loc +- clip * scale.
+    Build one from plain numbers with `Reference.standard` or from data variances with `from_data_var`.
     """
 
     log_var: Tensor
@@ -42,39 +45,34 @@ class Reference:
     clip: float = 3.0
 
     def __post_init__(self):
-        check_range("loc", self.loc, positive=False)
-        check_range("scale", self.scale)
-        check_range("clip", self.clip)
+        self.log_var = torch.as_tensor(self.log_var, dtype=torch.float32)
+        self.loc = check_number("loc", self.loc)
+        self.scale = check_number("scale", self.scale, positive=True)
+        self.clip = check_number("clip", self.clip, positive=True)
 
-    def options(self) -> dict:
-        """The keyword arguments `nll` and `cdl_logit` take for this reference."""
-        return {"loc": self.loc, "scale": self.scale, "clip": self.clip, "ref_log_var": self.log_var}
+    @classmethod
+    def standard(cls, shape: tuple[int, ...], loc: float, scale: float, clip: float = 3.0) -> "Reference":
+        """G = N(0, I) over samples of `shape`, with the given log-SNR range."""
+        return cls(torch.zeros(tuple(shape)), loc, scale, clip)
 
     @classmethod
     def from_data_var(
         cls, data_var: Tensor, loc: float | None = None, scale: float | None = None, clip: float = 3.0
     ) -> "Reference":
-        """The range from the data's per-dimension variances l_i: loc = -mean log l_i and
+        """G = N(0, diag(l)) with the data's per-dimension variances l_i, and the range loc = -mean log l_i,
         scale = 3 sqrt(1 + 3/pi^2 var(log l_i)); explicit loc / scale override either.
 
         For Gaussian data the integrand of dimension i is a logistic bump of unit scale centred at
         -log l_i, so the mixture over dimensions has logistic scale sqrt(1 + 3/pi^2 var(log l_i)).
         Truncating at clip=3 of *that* scale drops about 2 s(-3) = 9.5% of the integral; three times
-        wider keeps the truncation error near 2 exp(-9), at some cost in variance.
+        wider keeps the truncation error near 2 exp(-9), at some cost in variance (docs/likelihood.md).
         """
         log_var = data_var.double().clamp_min(1e-12).log()
         if loc is None:
             loc = float(-log_var.mean())
         if scale is None:
             scale = 3 * math.sqrt(1 + 3 / math.pi**2 * float(log_var.var(unbiased=False)))
-        return cls(log_var.float(), float(loc), float(scale), float(clip))
-
-
-def check_range(name: str, value, positive: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}.")
+        return cls(log_var.float(), loc, scale, clip)
 
 
 def truncated_logistic(
@@ -116,16 +114,35 @@ def point_errors(
         eps_hat = torch.cat(
             [eps_fn(zc, ac) for zc, ac in zip(z.split(max_batch), shifted.split(max_batch), strict=True)]
         )
-    eps_hat = factor.reshape(-1, *([1] * (x.dim() - 1))) * eps_hat
+    eps_hat = append_dims(factor, x.dim()) * eps_hat
     return (eps - eps_hat).pow(2).flatten(1).sum(1)
+
+
+def _check_call(x: Tensor, ref: Reference, n_points: int, max_batch: int | None) -> None:
+    """The arguments `nll` and `cdl_logit` share, checked once per call, before any network call."""
+    if not isinstance(ref, Reference):
+        raise ValueError(
+            f"ref must be a Reference (build one with Reference.standard(shape, loc, scale) or "
+            f"Reference.from_data_var(var)), got {type(ref).__name__}."
+        )
+    if x.dim() < 2:
+        raise ValueError(
+            f"x must be a batch [B, *shape] with at least 2 dimensions, got shape {list(x.shape)}."
+        )
+    try:
+        torch.broadcast_shapes(ref.log_var.shape, x.shape[1:])
+    except RuntimeError:
+        raise ValueError(
+            f"ref.log_var has shape {list(ref.log_var.shape)}, which does not fit samples of shape "
+            f"{list(x.shape[1:])}."
+        ) from None
+    check_int("n_points", n_points)
+    if max_batch is not None:
+        check_int("max_batch", max_batch)
 
 
 def _draws(x: Tensor, n_points: int, ref: Reference, generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Each sample repeated M times, with its levels, weights and noise: [B*M, ...] and [B, M]."""
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
-        raise ValueError(
-            f"points (Monte-Carlo points per estimate) must be an integer >= 1, got {n_points!r}."
-        )
     batch = x.shape[0]
     logsnr, weight = truncated_logistic(
         (batch, n_points), ref.loc, ref.scale, ref.clip, generator=generator, device=x.device
@@ -135,10 +152,15 @@ def _draws(x: Tensor, n_points: int, ref: Reference, generator) -> tuple[Tensor,
 
 
 def _per_sample_zeta(zeta, batch: int, like: Tensor) -> Tensor:
-    zeta = torch.as_tensor(zeta, dtype=like.dtype, device=like.device).expand(batch)
+    """zeta (a number, or one level per sample) as a [B] tensor of finite log-SNR levels."""
+    zeta = torch.as_tensor(zeta, dtype=like.dtype, device=like.device)
+    if zeta.dim() > 1 or zeta.numel() not in (1, batch):
+        raise ValueError(
+            f"zeta must be a number or one level per sample ([{batch}]), got shape {list(zeta.shape)}."
+        )
     if not torch.isfinite(zeta).all():
-        raise ValueError(f"zeta must be finite log-SNR values, got {zeta.tolist()[:8]}.")
-    return zeta
+        raise ValueError(f"zeta must be finite log-SNR values, got {zeta.flatten().tolist()[:8]}.")
+    return zeta.expand(batch)
 
 
 def _reference_terms(ref: Reference, logsnr: Tensor, shape: tuple[int, ...]) -> tuple[float, Tensor]:
@@ -150,38 +172,29 @@ def _reference_terms(ref: Reference, logsnr: Tensor, shape: tuple[int, ...]) -> 
     return h_g, mmse_g
 
 
-def _as_reference(loc, scale, clip, ref_log_var, shape) -> Reference:
-    log_var = torch.zeros(shape) if ref_log_var is None else torch.as_tensor(ref_log_var, dtype=torch.float32)
-    return Reference(log_var, loc, scale, clip)
-
-
 def nll(
     eps_fn: EpsFn,
     x: Tensor,
+    ref: Reference,
     *,
     n_points: int,
-    loc: float,
-    scale: float,
-    clip: float = 3.0,
-    ref_log_var: Tensor | None = None,
     zeta: float | Tensor | None = None,
     generator: torch.Generator | None = None,
     max_batch: int | None = None,
 ) -> Tensor:
     """-log p(x) in nats per sample, [B], for x [B, *shape] (with `zeta`: -log p_zeta(x)).
 
-    eps_fn(z [N, *shape], logsnr [N]) -> eps_hat; n_points: Monte-Carlo points per sample; loc, scale,
-    clip: the truncated-logistic importance distribution over log-SNR; ref_log_var: log variances of
-    the reference Gaussian ([*shape] or scalar; None = standard normal); zeta: float or [B] log-SNR
-    of the noised law; max_batch: largest network batch (None = all B * n_points points at once).
+    eps_fn(z [N, *shape], logsnr [N]) -> eps_hat; ref: the reference Gaussian and the log-SNR range
+    (`Reference`); n_points: Monte-Carlo points per sample; zeta: a number or [B] log-SNR levels of
+    the noised law; max_batch: largest network batch (None = all B * n_points points at once).
     """
-    ref = _as_reference(loc, scale, clip, ref_log_var, x.shape[1:])
-    xs, logsnr, weight, eps = _draws(x, n_points, ref, generator)
+    _check_call(x, ref, n_points, max_batch)
     zeta_b = (
         torch.full((len(x),), torch.inf, device=x.device)
         if zeta is None
         else _per_sample_zeta(zeta, len(x), x)
     )
+    xs, logsnr, weight, eps = _draws(x, n_points, ref, generator)
     errors = point_errors(eps_fn, xs, logsnr.flatten(), eps, zeta_b.repeat_interleave(n_points), max_batch)
     h_g, mmse_g = _reference_terms(ref, logsnr, tuple(x.shape[1:]))
     return h_g + 0.5 * (weight * (errors.view_as(logsnr) - mmse_g)).mean(1)
@@ -191,25 +204,22 @@ def cdl_logit(
     eps_fn: EpsFn,
     z: Tensor,
     zeta: float | Tensor,
+    ref: Reference,
     *,
     n_points: int,
-    loc: float,
-    scale: float,
-    clip: float = 3.0,
-    ref_log_var: Tensor | None = None,
+    share_draws: bool = True,
     generator: torch.Generator | None = None,
     max_batch: int | None = None,
-    share_draws: bool = True,
 ) -> Tensor:
     """The noise classifier's logit log p(z) - log p_zeta(z) in nats, [B], for z [B, *shape].
 
     Positive means "clean" (drawn from the data), negative "noised at zeta". Both likelihoods are
     estimated in one batched network call of 2 * B * n_points points. With `share_draws` both use
     the same (a, eps), so the reference-Gaussian terms cancel and the logit is
-    1/2 mean_k w_k (|eps_k - eps_hat_zeta|^2 - |eps_k - eps_hat|^2), a far less noisy estimate.
-    Other options as for `nll`.
+    1/2 mean_k w_k (|eps_k - eps_hat_zeta|^2 - |eps_k - eps_hat|^2), a far less noisy estimate
+    (docs/cdl.md). Other arguments as for `nll`.
     """
-    ref = _as_reference(loc, scale, clip, ref_log_var, z.shape[1:])
+    _check_call(z, ref, n_points, max_batch)
     batch, inf = len(z), torch.full((len(z) * n_points,), torch.inf, device=z.device)
     zeta_p = _per_sample_zeta(zeta, batch, z).repeat_interleave(n_points)
     zs, logsnr, weight, eps = _draws(z, n_points, ref, generator)

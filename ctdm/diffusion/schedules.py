@@ -9,6 +9,8 @@ import math
 import torch
 from torch import Tensor
 
+from ctdm.diffusion.checks import check_int, check_number
+
 
 class DDPMSchedule:
     """DDPM's T-step schedule (Ho et al. 2020): linear betas, or the cosine schedule (Nichol & Dhariwal).
@@ -23,12 +25,11 @@ class DDPMSchedule:
         beta_end: float = 0.02,
         kind: str = "linear",
     ):
-        if not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"schedule num_steps must be an integer >= 1, got {num_steps!r}.")
+        check_int("num_steps", num_steps)
         if kind == "linear":
             if not 0 < beta_start <= beta_end < 1:
                 raise ValueError(
-                    f"schedule betas must satisfy 0 < beta_start <= beta_end < 1, got "
+                    f"beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1, got "
                     f"beta_start={beta_start!r}, beta_end={beta_end!r}."
                 )
             betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
@@ -40,7 +41,7 @@ class DDPMSchedule:
             betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
             log_alpha_bar = torch.cumsum(torch.log1p(-betas), 0)
         else:
-            raise ValueError(f"schedule kind must be 'linear' or 'cosine', got {kind!r}.")
+            raise ValueError(f"kind must be 'linear' or 'cosine', got {kind!r}.")
         self.num_steps = num_steps
         self.kind = kind
         # log(ab / (1 - ab)) computed from log(ab) without cancellation near ab = 1.
@@ -77,9 +78,8 @@ class EDMLogNormal:
     """EDM's training distribution: ln sigma ~ N(p_mean, p_std^2), i.e. a = -2 ln sigma."""
 
     def __init__(self, p_mean: float = -1.2, p_std: float = 1.2):
-        if not (math.isfinite(p_mean) and math.isfinite(p_std) and p_std > 0):
-            raise ValueError(f"EDM log-normal needs finite p_mean and p_std > 0, got {p_mean!r}, {p_std!r}.")
-        self.p_mean, self.p_std = p_mean, p_std
+        self.p_mean = check_number("p_mean", p_mean)
+        self.p_std = check_number("p_std", p_std, positive=True)
 
     def sample_logsnr(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         log_sigma = self.p_mean + self.p_std * torch.randn(n, generator=generator, device=device)
@@ -90,11 +90,13 @@ def karras_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
     """Karras et al.'s grid sigma_0 = sigma_max > ... > sigma_{steps-1} = sigma_min, then sigma_steps = 0
     (float64 [steps + 1]), with sigma_i = (smax^(1/rho) + i/(steps-1) (smin^(1/rho) - smax^(1/rho)))^rho.
     One step goes from sigma_max straight to 0."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"sampler.steps must be an integer >= 1, got {steps!r}.")
-    if not 0 < sigma_min < sigma_max or rho <= 0:
+    check_int("steps", steps)
+    sigma_min = check_number("sigma_min", sigma_min, positive=True)
+    sigma_max = check_number("sigma_max", sigma_max, positive=True)
+    rho = check_number("rho", rho, positive=True)
+    if not sigma_min < sigma_max:
         raise ValueError(
-            f"Karras grid needs 0 < sigma_min < sigma_max and rho > 0; got {sigma_min}, {sigma_max}, {rho}."
+            f"sigma_min must be < sigma_max, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}."
         )
     frac = torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
     sigmas = (sigma_max ** (1 / rho) + frac * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho

@@ -10,9 +10,10 @@ including the off-level queries eps_hat(z_a, a') that the MSE loss never makes.
 import torch
 import torch.nn.functional as F
 
-from ctdm.diffusion.channel import noise_data
+from ctdm.diffusion.channel import append_dims, noise_data
+from ctdm.diffusion.checks import check_int, check_number
 from ctdm.diffusion.likelihood import cdl_logit, truncated_logistic
-from ctdm.losses.base import EpsFn, LossTerm, check_number
+from ctdm.losses.base import EpsFn, LossTerm
 
 
 class ZetaDistribution:
@@ -31,19 +32,16 @@ class ZetaDistribution:
         low: float | None = None,
         high: float | None = None,
     ):
-        key = "loss.cdl.zeta"
         if kind == "logistic":
-            if loc is not None:
-                check_number(f"{key}.loc", loc)
-            if scale is not None:
-                check_number(f"{key}.scale", scale, positive=True)
-            check_number(f"{key}.clip", clip, positive=True)
+            loc = None if loc is None else check_number("loc", loc)
+            scale = None if scale is None else check_number("scale", scale, positive=True)
+            clip = check_number("clip", clip, positive=True)
         elif kind == "uniform":
-            low, high = check_number(f"{key}.low", low), check_number(f"{key}.high", high)
+            low, high = check_number("low", low), check_number("high", high)
             if not low < high:
-                raise ValueError(f"{key} needs low < high, got low={low!r}, high={high!r}.")
+                raise ValueError(f"low must be < high, got low={low!r}, high={high!r}.")
         else:
-            raise ValueError(f"{key}.kind must be 'logistic' or 'uniform', got {kind!r}.")
+            raise ValueError(f"kind must be 'logistic' or 'uniform', got {kind!r}.")
         self.kind, self.loc, self.scale, self.clip, self.low, self.high = kind, loc, scale, clip, low, high
 
     def sample(self, n: int, generator=None, device=None, reference=None) -> torch.Tensor:
@@ -58,7 +56,7 @@ class ContrastiveDiffusionLoss(LossTerm):
     """softplus(-y * logit(z)) averaged over `samples` items of the batch (an int, or "all").
 
     points: Monte-Carlo points per likelihood estimate; share_draws: log p and log p_zeta use the
-    same (a, eps) draws (far less noisy, see DESIGN.md); max_batch: largest network call.
+    same (a, eps) draws (far less noisy, docs/cdl.md); max_batch: largest network call.
     logs: cdl, cdl_acc (classifier accuracy), cdl_logit_clean / cdl_logit_noised (mean logits).
     """
 
@@ -76,32 +74,33 @@ class ContrastiveDiffusionLoss(LossTerm):
     ):
         super().__init__(weight, every_n_steps)
         if samples != "all" and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-            raise ValueError(f"loss.cdl.samples must be an integer >= 1 or 'all', got {samples!r}.")
-        if isinstance(points, bool) or not isinstance(points, int) or points < 1:
-            raise ValueError(f"loss.cdl.points must be an integer >= 1, got {points!r}.")
+            raise ValueError(f"samples must be an integer >= 1 or 'all', got {samples!r}.")
+        check_int("points", points)
+        if max_batch is not None:
+            check_int("max_batch", max_batch)
         self.samples, self.points, self.share_draws, self.max_batch = samples, points, share_draws, max_batch
         self.zeta = zeta if zeta is not None else ZetaDistribution()
 
     def __call__(self, eps_fn: EpsFn, x, generator: torch.Generator | None = None, reference=None):
         if reference is None:
             raise ValueError(
-                "loss.cdl needs the likelihood reference (data variances); the module passes it."
+                "reference is None: the CDL needs the likelihood Reference (DiffusionModule passes its own)."
             )
         count = len(x) if self.samples == "all" else min(self.samples, len(x))
         x = x[:count]  # batches arrive shuffled, so the first items are a random subset
         zeta = self.zeta.sample(count, generator, x.device, reference).to(x.dtype)
         clean = torch.rand(count, generator=generator, device=x.device) < 0.5
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        z = torch.where(clean.reshape(-1, *([1] * (x.dim() - 1))), x, noise_data(x, zeta, eps))
+        z = torch.where(append_dims(clean, x.dim()), x, noise_data(x, zeta, eps))
         logit = cdl_logit(
             eps_fn,
             z,
             zeta,
+            reference,
             n_points=self.points,
-            **reference.options(),
+            share_draws=self.share_draws,
             generator=generator,
             max_batch=self.max_batch,
-            share_draws=self.share_draws,
         )
         sign = clean.to(x.dtype) * 2 - 1
         loss = F.softplus(-sign * logit).mean()

@@ -2,6 +2,7 @@
 
 import torch
 
+from ctdm.diffusion.checks import check_int
 from ctdm.diffusion.likelihood import nll
 from ctdm.losses.base import EpsFn, LossTerm
 
@@ -19,21 +20,16 @@ class ITDLoss(LossTerm):
         self, weight: float = 1.0, points: int = 1, max_batch: int | None = None, every_n_steps: int = 1
     ):
         super().__init__(weight, every_n_steps)
-        if isinstance(points, bool) or not isinstance(points, int) or points < 1:
-            raise ValueError(f"loss.itd.points must be an integer >= 1, got {points!r}.")
-        self.points, self.max_batch = points, max_batch
+        self.points = check_int("points", points)
+        self.max_batch = None if max_batch is None else check_int("max_batch", max_batch)
 
     def __call__(self, eps_fn: EpsFn, x, generator: torch.Generator | None = None, reference=None):
         if reference is None:
             raise ValueError(
-                "loss.itd needs the likelihood reference (data variances); the module passes it."
+                "reference is None: the ITD loss needs the likelihood Reference "
+                "(DiffusionModule passes its own)."
             )
         value = nll(
-            eps_fn,
-            x,
-            n_points=self.points,
-            **reference.options(),
-            generator=generator,
-            max_batch=self.max_batch,
+            eps_fn, x, reference, n_points=self.points, generator=generator, max_batch=self.max_batch
         ).mean()
         return value, {self.name: value.detach()}

@@ -1,30 +1,10 @@
-"""The log-SNR channel and the DDPM schedule against DDPM's own formulas."""
+"""The log-SNR channel: round trip, variance preservation, and EDM's sigma as a map of log-SNR."""
 
-import numpy as np
 import pytest
 import torch
 
-from ctdm.diffusion import DDPMSchedule, noise_data, predict_x0
-
-
-def test_linear_schedule_matches_ddpm_alpha_bar():
-    schedule = DDPMSchedule(1000, 1e-4, 0.02)
-    alpha_bar = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
-    np.testing.assert_allclose(torch.sigmoid(schedule.logsnr).numpy(), alpha_bar, rtol=1e-10)
-    assert (schedule.logsnr.diff() < 0).all(), "log-SNR must fall with t"
-    assert schedule.logsnr[0] == pytest.approx(np.log(1e-4**-1 - 1) * 1, rel=1e-6)  # ab_1 = 1 - beta_1
-
-
-def test_cosine_schedule_is_decreasing_and_bounded():
-    logsnr = DDPMSchedule(1000, kind="cosine").logsnr
-    assert (logsnr.diff() < 0).all() and torch.isfinite(logsnr).all()
-
-
-def test_sample_logsnr_uses_schedule_levels():
-    schedule = DDPMSchedule(50)
-    levels = schedule.sample_logsnr(10000, torch.Generator().manual_seed(0))
-    assert set(levels.tolist()) <= set(schedule.logsnr.float().tolist())
-    assert len(set(levels.tolist())) == 50  # every timestep drawn
+from ctdm.diffusion import logsnr_to_sigma, noise_data, predict_x0, sigma_to_logsnr
+from ctdm.diffusion.channel import append_dims, channel_scales
 
 
 def test_channel_round_trip_and_variance_preserving():
@@ -38,9 +18,18 @@ def test_channel_round_trip_and_variance_preserving():
     assert z.var(0).mean() == pytest.approx(float(expected), rel=0.05)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"num_steps": 0}, {"beta_start": 0.0}, {"beta_end": 1.5}, {"kind": "quadratic"}]
-)
-def test_bad_schedule_names_the_value(kwargs):
-    with pytest.raises(ValueError, match="schedule"):
-        DDPMSchedule(**kwargs)
+def test_sigma_logsnr_maps_round_trip():
+    sigma = torch.tensor([0.002, 0.5, 80.0], dtype=torch.float64)
+    torch.testing.assert_close(logsnr_to_sigma(sigma_to_logsnr(sigma)), sigma)
+    # x_edm = z / scale_x carries noise scale_eps / scale_x = exp(-a / 2), EDM's sigma
+    a = torch.tensor([-3.0, 0.0, 5.0], dtype=torch.float64)
+    scale_x, scale_eps = channel_scales(a, a)
+    torch.testing.assert_close(scale_eps / scale_x, logsnr_to_sigma(a))
+
+
+def test_append_dims_broadcasts_one_value_per_row():
+    v = torch.arange(3.0)
+    assert append_dims(v, 4).shape == (3, 1, 1, 1)
+    torch.testing.assert_close(
+        append_dims(v, 4) * torch.ones(3, 2, 2, 2), v[:, None, None, None].expand(3, 2, 2, 2)
+    )
