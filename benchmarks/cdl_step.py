@@ -71,8 +71,7 @@ def main():
             zeta = zeta_dist.sample(1, reference=ref)
             clean = bool(torch.rand(()) < 0.5)
             z = xi if clean else noise_data(xi, zeta, torch.randn_like(xi))
-            opts = dict(n_points=BATCH, loc=ref.loc, scale=ref.scale, ref_log_var=ref.log_var)
-            logit = nll(net, z, zeta=zeta, **opts) - nll(net, z, **opts)
+            logit = nll(net, z, ref, n_points=BATCH, zeta=zeta) - nll(net, z, ref, n_points=BATCH)
             F.softplus(-(1.0 if clean else -1.0) * logit).mean().backward()
         opt.step()
 
