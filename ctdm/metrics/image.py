@@ -61,8 +61,9 @@ class _FID(FrechetInceptionDistance):
         n_real, n_fake = int(self.real_features_num_samples), int(self.fake_features_num_samples)
         if n_real < 2 or n_fake < 2:
             raise ValueError(
-                f"FID needs at least 2 real and 2 generated images (over all ranks) to estimate a covariance, "
-                f"got {n_real} real and {n_fake} generated. Raise eval.num_samples (and the real count)."
+                f"FID needs at least 2 real and 2 generated images (over all ranks) to estimate a "
+                f"covariance, got {n_real} real and {n_fake} generated. Raise eval.num_samples (and the real "
+                "count)."
             )
         self.orig_dtype = torch.float64
         return super().compute()
@@ -132,10 +133,12 @@ def build_extractor(extractor: nn.Module | str) -> nn.Module:
                 "ctdm.metrics.features.InceptionV3, TorchScriptInception or RandomConvFeatures)."
             )
         return EXTRACTORS[extractor]()
-    if not (isinstance(extractor, nn.Module) and hasattr(extractor, "num_features") and hasattr(extractor, "name")):
+    if not (
+        isinstance(extractor, nn.Module) and hasattr(extractor, "num_features") and hasattr(extractor, "name")
+    ):
         raise ValueError(
-            f"FID feature extractor must be an nn.Module with `num_features` and `name` attributes (or one of "
-            f"{sorted(EXTRACTORS)}), got {type(extractor).__name__}."
+            f"FID feature extractor must be an nn.Module with `num_features` and `name` attributes (or one "
+            f"of {sorted(EXTRACTORS)}), got {type(extractor).__name__}."
         )
     return extractor
 
@@ -185,14 +188,18 @@ class ImageMetrics(nn.Module):
     """FID and KID of generated images against a real reference; see the module docstring.
 
     Args:
-        extractor: a feature module (`ctdm.metrics.features`, built by Hydra `_target_`) or a name in EXTRACTORS.
+        extractor: a feature module (`ctdm.metrics.features`, built by Hydra `_target_`) or a name.
         kid_subset_size: KID subset size (torch-fidelity's 1000), clipped to the sample counts.
         kid_subsets: number of KID subsets (100); one when both sets are whole subsets.
         seed: seed of the KID subsets, so every rank and every run draws the same ones.
     """
 
     def __init__(
-        self, extractor: nn.Module | str = "inception", kid_subset_size: int = 1000, kid_subsets: int = 100, seed: int = 0
+        self,
+        extractor: nn.Module | str = "inception",
+        kid_subset_size: int = 1000,
+        kid_subsets: int = 100,
+        seed: int = 0,
     ):
         super().__init__()
         self.extractor = build_extractor(extractor).eval().requires_grad_(False)
@@ -271,8 +278,16 @@ class ImageMetrics(nn.Module):
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp.npz")
-            sigma = torch.cov(f.T) if len(f) > 1 else torch.full((f.shape[1],) * 2, float("nan"), dtype=f.dtype)
-            np.savez(tmp, features=f.float().numpy(), mu=f.mean(0).numpy(), sigma=sigma.numpy(), extractor=self.name)
+            sigma = (
+                torch.cov(f.T) if len(f) > 1 else torch.full((f.shape[1],) * 2, float("nan"), dtype=f.dtype)
+            )
+            np.savez(
+                tmp,
+                features=f.float().numpy(),
+                mu=f.mean(0).numpy(),
+                sigma=sigma.numpy(),
+                extractor=self.name,
+            )
             tmp.replace(path)
         if _distributed():  # the file exists for every rank once this returns
             torch.distributed.barrier()

@@ -151,7 +151,10 @@ def test_ref_stats_give_the_same_fid_and_no_kid(digits, tmp_path):
     [
         ({"mu": np.zeros(64)}, r"no key 'sigma'.*expected mu of shape \(64,\) and sigma of shape \(64, 64\)"),
         ({"mu": np.zeros(63), "sigma": np.eye(64)}, r"'mu' has shape \(63,\), expected \(64,\)"),
-        ({"mu": np.zeros(64), "sigma": np.eye(2048)}, r"'sigma' has shape \(2048, 2048\), expected \(64, 64\)"),
+        (
+            {"mu": np.zeros(64), "sigma": np.eye(2048)},
+            r"'sigma' has shape \(2048, 2048\), expected \(64, 64\)",
+        ),
         ({"mu": np.full(64, np.nan), "sigma": np.eye(64)}, "non-finite"),
     ],
 )
