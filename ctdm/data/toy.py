@@ -108,7 +108,7 @@ def dino(
     dataset: str = "dino",
     standardize: bool = True,
 ) -> GaussianMixture:
-    """The Datasaurus dino as the exact law of the paper's recipe (DESIGN.md section 7).
+    """The Datasaurus dino as the exact law of the paper's recipe (docs/oracles.md).
 
     Drawing a point of the file uniformly, adding N(0, jitter^2) and mapping x -> (x/54 - 1)*4,
     y -> (y/48 - 1)*4 is a mixture of one diagonal Gaussian per point. `path` is a tab- or
