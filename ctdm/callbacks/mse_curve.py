@@ -89,7 +89,14 @@ def plot_mse_curve(
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=100)
     ax.plot(levels.numpy(), mse.numpy(), label="model, held-out data")
     if exact is not None:
-        ax.plot(levels.numpy(), exact.numpy(), ":", color="k", lw=1.5, label="exact law's denoiser (optimum)")
+        ax.plot(
+            levels.numpy(),
+            exact.numpy(),
+            ":",
+            color="k",
+            lw=1.5,
+            label="exact law's denoiser (optimal in expectation)",
+        )
     ax.plot(levels.numpy(), reference.numpy(), "--", label="reference Gaussian (mmse_G)")
     ax.set_xlabel("log-SNR a")
     ax.set_ylabel("E |eps - eps_hat(z_a, a)|^2")
