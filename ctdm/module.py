@@ -4,7 +4,9 @@ import math
 from collections.abc import Callable, Mapping
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
 from ctdm.diffusion import EpsPrediction, Parameterization, Reference, nll
@@ -35,6 +37,7 @@ class DiffusionModule(L.LightningModule):
         parameterization: Callable[[nn.Module], Parameterization] = EpsPrediction,
         likelihood: Mapping | None = None,
         val_seed: int = 0,
+        skip_nonfinite: bool = False,
     ):
         super().__init__()
         check_weights(loss)
@@ -57,6 +60,11 @@ class DiffusionModule(L.LightningModule):
         zeta = cdl.zeta if cdl is not None else None
         self.val_cdl = ContrastiveDiffusionLoss(weight=0.0, points=self.likelihood["val_points"], zeta=zeta)
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
+        # Training noise of step s on rank r is drawn from step_seed(noise_seed, s, r) (train.py sets
+        # the run's seed), so a resumed run draws exactly what a straight run would.
+        self.noise_seed = 0
+        self.skip_nonfinite = skip_nonfinite
+        self.skipped_steps = 0  # steps skipped for a non-finite loss (skip_nonfinite), in checkpoints
 
     @property
     def net(self) -> nn.Module:
@@ -82,6 +90,7 @@ class DiffusionModule(L.LightningModule):
         if saved is not None:  # shape the buffer so the checkpoint's values load into it
             self.data_var = torch.empty_like(saved, device=self.device)
             self._reference = None
+        self.skipped_steps = checkpoint.get("ctdm_skipped_steps", 0)
 
     @property
     def reference(self) -> Reference:
@@ -109,11 +118,23 @@ class DiffusionModule(L.LightningModule):
             logs.update(term_logs)
         return total, logs
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        loss, logs = self.objective(batch, step=self.global_step)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()})
-        return loss
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor | None:
+        step = self.global_step
+        seed = step_seed(self.noise_seed, step, self.global_rank)
+        generator = torch.Generator(device=batch.device).manual_seed(seed)
+        loss, logs = self.objective(batch, generator, step=step)
+        # Every rank takes the same decision, so DDP never waits on a rank that skipped its backward.
+        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
+        if not finite:
+            if not self.skip_nonfinite:
+                raise NonFiniteLossError(step, loss, logs)
+            self.skipped_steps += 1  # returning None skips backward and the optimizer's update
+        else:
+            self.log("train/loss", loss, prog_bar=True)
+            self.log_dict({f"train/{k}": v for k, v in logs.items()})
+        if self.skip_nonfinite:
+            self.log("train/skipped_steps", float(self.skipped_steps))
+        return loss if finite else None
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         # The same levels and noise at every validation, so curves move only when the model does.
@@ -136,5 +157,28 @@ class DiffusionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ctdm_skipped_steps"] = self.skipped_steps
+        wandb = [lg for lg in self.loggers if isinstance(lg, WandbLogger)] if self._trainer else []
+        if wandb and wandb[0].version:  # the W&B run a resumed run continues (ctdm.train)
+            checkpoint["ctdm_wandb_id"] = wandb[0].version
         if self.run_config is not None:
             checkpoint["ctdm_config"] = self.run_config
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """A well-mixed seed for (run seed, global step, rank): the training noise of that step on that rank."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite; `step` and `terms` ({name: value}) say where."""
+
+    def __init__(self, step: int, loss: Tensor, logs: Mapping[str, Tensor]):
+        self.step = step
+        self.terms = {k: float(v) for k, v in logs.items() if not math.isfinite(float(v))}
+        named = ", ".join(f"{k} = {v}" for k, v in self.terms.items()) or "none of the logged terms"
+        super().__init__(
+            f"The training loss is not finite at step {step}: {float(loss)} (non-finite loss terms: "
+            f"{named}). Lower the learning rate (model.optimizer.lr), check the data for NaN or inf, or set "
+            "model.skip_nonfinite=true to skip such steps and count them (train/skipped_steps)."
+        )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -83,6 +84,10 @@ def train(cfg: DictConfig) -> dict:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     log.info("Output folder: %s", cfg.paths.output_dir)
+    model.set_data_var(datamodule.data_var)  # before fit: the EMA callback copies the module when fit starts
+    # The training order and noise depend on (seed, step, rank) alone, so a resumed run replays them.
+    seed = cfg.seed if cfg.get("seed") is not None else torch.initial_seed()
+    model.noise_seed = datamodule.shuffle_seed = seed
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

@@ -1,6 +1,15 @@
 """Lightning callbacks."""
 
+from ctdm.callbacks.ema import EMA, averaged_weights
 from ctdm.callbacks.mse_curve import DenoisingMSECurve
+from ctdm.callbacks.preemption import AtomicCheckpointIO, Preemption
 from ctdm.callbacks.sample_evaluation import SampleEvaluation
 
-__all__ = ["DenoisingMSECurve", "SampleEvaluation"]
+__all__ = [
+    "EMA",
+    "AtomicCheckpointIO",
+    "DenoisingMSECurve",
+    "Preemption",
+    "SampleEvaluation",
+    "averaged_weights",
+]

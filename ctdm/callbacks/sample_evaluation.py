@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from ctdm.logging import wandb_pass_curve
+from ctdm.callbacks.ema import averaged_weights
 from ctdm.metrics import mmd2
 from ctdm.plotting import plot_samples
 
@@ -192,10 +193,13 @@ class SampleEvaluation(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.every_n_steps and step % self.every_n_steps == 0 and step < (trainer.max_steps or math.inf):
-            self.evaluate(trainer, pl_module)
+            with averaged_weights(trainer, pl_module):  # the EMA weights, this step's update included
+                self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.evaluate(trainer, pl_module)
+        # Not on_fit_end: by then Lightning has moved the module to the CPU and closed the loggers.
+        with averaged_weights(trainer, pl_module):
+            self.evaluate(trainer, pl_module)
 
     @torch.no_grad()
     def generate(self, trainer, pl_module, sampler, shape, reference: Tensor | None = None):
