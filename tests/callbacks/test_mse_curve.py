@@ -21,12 +21,12 @@ def _run_callback(tmp_path, eps_fn, law, num_points=256, num_levels=24):
     )
     callback = DenoisingMSECurve(num_points=num_points, num_levels=num_levels, output_dir=str(tmp_path))
     callback.on_validation_epoch_end(trainer, module)
-    return callback
+    return callback, trainer, module
 
 
 def test_exact_law_as_model_gives_the_exact_curve(tmp_path):
     law = eight_gaussians()
-    callback = _run_callback(tmp_path, law.eps, law)
+    callback, *_ = _run_callback(tmp_path, law.eps, law)
     curves = callback.last_curves
     assert set(curves) == {"levels", "model", "reference", "exact"}
     torch.testing.assert_close(curves["model"], curves["exact"], rtol=0, atol=0)  # same points, noise, levels
@@ -45,7 +45,7 @@ def test_exact_law_as_model_gives_the_exact_curve(tmp_path):
 def test_a_worse_model_sits_above_the_exact_curve(tmp_path):
     law = eight_gaussians()
     # The best linear denoiser for unit-variance data: eps_hat = sigma z (mmse_G in expectation).
-    callback = _run_callback(tmp_path, lambda z, a: torch.sigmoid(-a)[:, None].sqrt() * z, law)
+    callback, *_ = _run_callback(tmp_path, lambda z, a: torch.sigmoid(-a)[:, None].sqrt() * z, law)
     curves = callback.last_curves
     separable = (curves["levels"] > 1) & (curves["levels"] < 5)
     assert (curves["model"][separable] > curves["exact"][separable] + 0.2).all()
@@ -55,5 +55,22 @@ def test_a_worse_model_sits_above_the_exact_curve(tmp_path):
 def test_no_exact_curve_without_a_law(tmp_path):
     law = eight_gaussians()
     datamodule_law = SimpleNamespace(dim=2, sample=law.sample)  # samples only: ToyDataModule.law is None
-    callback = _run_callback(tmp_path, law.eps, datamodule_law)
+    callback, *_ = _run_callback(tmp_path, law.eps, datamodule_law)
     assert "exact" not in callback.last_curves and callback.last_path.is_file()
+
+
+def test_the_exact_curve_is_computed_once_per_run(tmp_path):
+    law = eight_gaussians()
+    calls = []
+
+    def counted_eps(z, a):
+        calls.append(len(z))
+        return law.eps(z, a)
+
+    counting_law = SimpleNamespace(dim=2, sample=law.sample, log_prob=law.log_prob, eps=counted_eps)
+    callback, trainer, module = _run_callback(tmp_path, law.eps, counting_law)
+    first = callback.last_curves["exact"]
+    assert sum(calls) == 256 * 24  # every point at every level, once
+    trainer.global_step = 8
+    callback.on_validation_epoch_end(trainer, module)
+    assert sum(calls) == 256 * 24 and callback.last_curves["exact"] is first
