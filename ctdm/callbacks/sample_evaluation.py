@@ -14,82 +14,15 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from ctdm.logging import wandb_pass_curve
 from ctdm.callbacks.ema import averaged_weights
+from ctdm.logging import wandb_pass_curve
 from ctdm.metrics import mmd2
 from ctdm.plotting import plot_samples
 
 log = logging.getLogger(__name__)
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-DEFAULT_DIFFUSION = {"schedule": {"_target_": "ctdm.diffusion.DDPMSchedule"}}
-
-
-def sampler_dirs() -> list[Path]:
-    """Folders holding sampler options: conf/sampler of the running Hydra app's sources, then ctdm's."""
-    dirs = []
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            for source in HydraConfig.get().runtime.config_sources:
-                if str(source.path).startswith("file://"):
-                    dirs.append(Path(str(source.path)[len("file://") :]) / "sampler")
-    except Exception:  # no Hydra run (notebook, plain script): the package's own conf/
-        pass
-    dirs.append(CONF_DIR / "sampler")
-    return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
-
-
-def available_samplers() -> list[str]:
-    return sorted({p.stem for d in sampler_dirs() for p in d.glob("*.yaml")})
-
-
-def build_samplers(
-    names: Sequence,
-    selected: Mapping | None = None,
-    diffusion: Mapping | None = None,
-    steps: int | None = None,
-) -> list:
-    """Samplers from conf/sampler option names (sampler objects pass through unchanged).
-
-    The name of the selected `sampler` group option is built from `selected` (the `sampler` node, so
-    its command-line overrides apply); other names from their YAML with `diffusion` for the
-    interpolations. `steps`, if set, replaces every sampler's `steps`.
-    """
-    built, allowed = [], None
-    for entry in names:
-        if not isinstance(entry, str):
-            built.append(entry)
-            continue
-        if selected is not None and entry == selected.get("name"):
-            node = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(selected), resolve=True))
-        else:
-            path = next(
-                (d / f"{entry}.yaml" for d in sampler_dirs() if (d / f"{entry}.yaml").is_file()), None
-            )
-            if path is None:
-                allowed = allowed or available_samplers()
-                raise ValueError(f"eval.samplers: unknown sampler {entry!r}; allowed: {allowed}.")
-            node = OmegaConf.load(path)
-        root = OmegaConf.create({"diffusion": diffusion if diffusion is not None else DEFAULT_DIFFUSION})
-        root.sampler = node
-        root.sampler.name = entry
-        if steps is not None:
-            root.sampler.steps = steps
-        built.append(instantiate(root.sampler))
-    names_seen = [getattr(s, "name", None) for s in built]
-    duplicates = sorted({n for n in names_seen if names_seen.count(n) > 1})
-    if duplicates:
-        raise ValueError(
-            f"eval.samplers lists {duplicates} more than once; each sampler's metrics need a unique name."
-        )
-    return built
 
 
 def first_below(curve: list[dict], threshold: float) -> dict | None:
@@ -126,8 +59,8 @@ def plot_pass_curve(curve: list[dict], path: Path, title: str, threshold, refere
 class SampleEvaluation(L.Callback):
     """Evaluate every sampler at the end of training (and every `every_n_steps` steps if set).
 
-    samplers: sampler objects, or conf/sampler option names (see `build_samplers`; `selected`,
-    `diffusion` and `steps` are only used for names).
+    samplers: ready sampler objects, a list or a {name: sampler} mapping (Hydra builds them from
+    eval.samplers); each is called as sampler(eps_fn, shape, seeds) and logged under its `name`.
     Metrics (logged at the current global step, kept in `self.results`):
       eval/<sampler>/mmd      unbiased squared MMD (Gaussian kernel, `mmd_bandwidth`) against held-out data
       eval/<sampler>/nfe      network evaluations per sample; eval/<sampler>/passes: sequential depth
@@ -142,15 +75,12 @@ class SampleEvaluation(L.Callback):
 
     def __init__(
         self,
-        samplers: Sequence,
+        samplers: Mapping | Sequence,
         num_samples: int = 2000,
         seed: int = 0,
         mmd_bandwidth: float = 0.1,
         every_n_steps: int | None = None,
         output_dir: str | None = None,
-        selected: Mapping | None = None,
-        diffusion: Mapping | None = None,
-        steps: int | None = None,
         mmd_threshold: float | None = None,
         batch_size: int | None = None,
     ):
@@ -171,17 +101,15 @@ class SampleEvaluation(L.Callback):
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
             raise ValueError(f"eval.batch_size must be null or an integer >= 1, got {batch_size!r}.")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"eval.steps must be null or an integer >= 1, got {steps!r}.")
-        if isinstance(samplers, str):
-            samplers = [samplers]
-        if isinstance(selected, DictConfig):
-            selected = OmegaConf.to_container(selected, resolve=True)
-        if isinstance(diffusion, DictConfig):
-            diffusion = OmegaConf.to_container(diffusion, resolve=True)
-        if not samplers:
-            raise ValueError("eval.samplers is empty; list conf/sampler options, e.g. [ddpm,para_ddpm].")
-        self.samplers = build_samplers(list(samplers), selected, diffusion, steps)
+        self.samplers = list(samplers.values()) if isinstance(samplers, Mapping) else list(samplers)
+        if not self.samplers:
+            raise ValueError("eval.samplers is empty; select some, e.g. 'eval/samplers=[ddpm,para_ddpm]'.")
+        names = [getattr(s, "name", None) for s in self.samplers]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"eval.samplers has {repeated} more than once; each sampler's metrics need a unique name."
+            )
         self.num_samples, self.seed = num_samples, seed
         self.mmd_bandwidth, self.every_n_steps = mmd_bandwidth, every_n_steps
         self.mmd_threshold, self.batch_size = mmd_threshold, batch_size
@@ -219,10 +147,12 @@ class SampleEvaluation(L.Callback):
             value = float(mmd2(x_last[: self.num_samples].cpu(), reference, self.mmd_bandwidth))
             curve.append({"pass": pass_index, "nfe": info["nfe"], "mmd": value})
 
+        # The plain nn.Module answering eps(z, logsnr), which a sampler may replicate over devices.
+        denoiser = pl_module.parameterization
         parts, nfe, passes, seconds, converged = [], 0.0, 0, 0.0, True
         for chunk in chunks:
             kwargs = {"hook": hook} if curve is not None else {}
-            samples, stats = sampler(pl_module.eps, shape, chunk, device=pl_module.device, **kwargs)
+            samples, stats = sampler(denoiser, shape, chunk, device=pl_module.device, **kwargs)
             parts.append(samples)
             nfe += stats.nfe * len(chunk) / len(seeds)
             passes, seconds = max(passes, stats.passes), seconds + stats.seconds

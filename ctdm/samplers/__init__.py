@@ -2,13 +2,14 @@
 
 Sequential samplers are step functions x_next = x + drift(x, k) + noise_k over a log-SNR grid
 (ctdm.samplers.base); ParallelSampler solves any of them by Picard iteration (ParaDiGMS).
+"sigma" means EDM's noise level exp(-logsnr/2) only; the VP samplers' per-step noise std is `noise_std`.
 """
 
 from ctdm.samplers.base import SamplerStats, StepSampler
 from ctdm.samplers.ddpm import DDIMSampler, DDPMSampler, ddim_coefficients, ddpm_coefficients, ddpm_levels
-from ctdm.samplers.edm import EDMSampler, EulerSampler, HeunSampler, karras_sigmas
+from ctdm.samplers.edm import EDMSampler, EulerSampler, HeunSampler
 from ctdm.samplers.noise import per_sample_normal
-from ctdm.samplers.parallel import ParallelSampler, split_over_devices
+from ctdm.samplers.parallel import ParallelSampler, split_over_devices, window_advance
 
 __all__ = [
     "DDIMSampler",
@@ -22,7 +23,7 @@ __all__ = [
     "ddim_coefficients",
     "ddpm_coefficients",
     "ddpm_levels",
-    "karras_sigmas",
     "per_sample_normal",
     "split_over_devices",
+    "window_advance",
 ]

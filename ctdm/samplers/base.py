@@ -5,20 +5,24 @@ A sampler over K steps is three pieces (k-diffusion style, plain tensors, no Lig
     x_0     = prior(n_0)
     x_{k+1} = x_k + drift(eps_fn, x_k, k, n_{k+1}) + noise(n_{k+1}, k)        k = 0 .. K-1
 
-where n_0 .. n_K are standard normal draws fixed up front from each sample's own generator. `drift`
-is a deterministic function of x_k (it may use n_{k+1} inside, as EDM's churn does) and is written
-for a batch of rows that may each sit at a different step k, so the same definition serves the
-sequential loop below and the parallel Picard solver (ctdm.samplers.parallel), which evaluates a
-whole window of steps in one batch.
+where n_0 .. n_K are standard normal draws fixed up front from each sample's own generator. The step
+index k is always a tensor: one index per row ([M] long, the parallel solver, whose rows sit at
+different steps) or one index for every row (a 0-d tensor, the sequential loop below). `drift` is a
+deterministic function of x_k (it may use n_{k+1} inside, as EDM's churn does), so one definition
+serves both the sequential loop and the parallel Picard solver (ctdm.samplers.parallel).
+
+Coefficient tables are float64 tensors over the steps; `on(device, dtype)` gives the sampler whose
+tables live where the samples do, so a step gathers `table[k]` and nothing else.
 """
 
-import math
+import copy
 import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from ctdm.diffusion.channel import append_dims
 from ctdm.samplers.noise import per_sample_normal
 
 
@@ -38,33 +42,6 @@ class SamplerStats:
     extra: dict = field(default_factory=dict)
 
 
-def check_int(key: str, value, low: int = 1, high: int | None = None) -> int:
-    """`value` as an int in [low, high], or a ValueError naming the config key and the allowed range."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-        raise ValueError(f"{key} must be {allowed}, got {value!r}.")
-    return value
-
-
-def check_float(
-    key: str, value, low: float = 0.0, *, strict: bool = True, high: float | None = None
-) -> float:
-    """A finite float > low (>= low if not strict), <= high if given; else a ValueError naming the key."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
-    if not ok:
-        bound = f"> {low}" if strict else f">= {low}"
-        if high is not None:
-            bound += f" and <= {high}"
-        raise ValueError(f"{key} must be a finite number {bound}, got {value!r}.")
-    return float(value)
-
-
 def as_eps_fn(denoiser):
     """Accept a noise predictor `eps_fn(z, logsnr)` or an object that has one as `.eps`."""
     if hasattr(denoiser, "eps") and callable(denoiser.eps):
@@ -74,11 +51,6 @@ def as_eps_fn(denoiser):
     raise TypeError(
         f"A sampler needs a noise predictor eps_fn(z [N, *shape], logsnr [N]) -> eps_hat, got {denoiser!r}."
     )
-
-
-def expand(v: Tensor, like: Tensor) -> Tensor:
-    """[M] -> [M, 1, ..., 1] to broadcast against rows shaped like `like`."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def call_eps(eps_fn, z: Tensor, logsnr: Tensor, sampler_name: str) -> Tensor:
@@ -94,68 +66,55 @@ def call_eps(eps_fn, z: Tensor, logsnr: Tensor, sampler_name: str) -> Tensor:
     return out
 
 
+def nonzero_variances(var: Tensor) -> Tensor:
+    """Per-step variances with each zero (the clean last step) replaced by the step before's."""
+    out = var.clone()
+    for k in range(len(out)):
+        if not out[k] > 0:
+            out[k] = out[k - 1] if k > 0 else 1.0
+    return out
+
+
 class StepSampler:
-    """Base of the sequential samplers: subclasses set `steps`, `name`, `error_scale` [K] and
+    """Base of the sequential samplers: subclasses set `steps`, `name`, `step_variance` [K] and
     `nfe_per_step` [K] and define `prior`, `drift` and `noise`.
 
-    `error_scale[k]` is the variance the parallel solver divides step k's change by: the posterior
+    `step_variance[k]` is the variance the parallel solver divides step k's change by: the posterior
     variance of the same log-SNR transition in the sampler's own coordinates (what DDPM ancestral
     sampling would add there), also for ODE steps (DDIM eta = 0, Euler, Heun), so one tolerance means
     the same on every sampler. The last step, which ends at the clean level and has zero posterior
-    variance, reuses the previous step's scale.
+    variance, reuses the previous step's.
     """
 
     name: str = "sampler"
     steps: int
-    error_scale: Tensor
+    step_variance: Tensor
     nfe_per_step: Tensor
 
     def prior(self, n0: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def drift(self, eps_fn, x: Tensor, k, n: Tensor) -> Tensor:
-        """drift for rows x [M, *shape] at steps k ([M] long, or one int) with their step noise n."""
+    def drift(self, eps_fn, x: Tensor, k: Tensor, n: Tensor) -> Tensor:
+        """drift for rows x [M, *shape] at steps k ([M] or 0-d long) with their step noise n."""
         raise NotImplementedError
 
-    def noise(self, n: Tensor, k) -> Tensor:
-        """The additive noise term of steps k [M] for standard normal draws n [M, *shape]."""
+    def noise(self, n: Tensor, k: Tensor) -> Tensor:
+        """The additive noise term of steps k for standard normal draws n [M, *shape]."""
         return torch.zeros_like(n)
 
-    def coefficient(self, values: Tensor, k, like: Tensor):
-        """values[k] from a float64 table over steps, to multiply rows shaped like `like`.
-
-        k is a step index per row ([M] long; the parallel solver) or one int for every row (the
-        sequential loop, which then gets a Python float and saves the per-row gathers).
-        """
-        cache = self.__dict__.setdefault("_coef_cache", {})
-        if isinstance(k, int):
-            key = (id(values), "list")
-            if key not in cache:
-                cache[key] = (values, values.tolist())
-            return cache[key][1][k]
-        key = (id(values), like.device, like.dtype)
-        if key not in cache:
-            cache[key] = (values, values.to(device=like.device, dtype=like.dtype))
-        return expand(cache[key][1][k], like)
-
-    def levels(self, values: Tensor, k, like: Tensor) -> Tensor:
-        """Log-SNR levels [M] for the rows of `like` at steps k (see `coefficient`), for eps_fn."""
-        if isinstance(k, int):
-            return like.new_full((len(like),), self.coefficient(values, k, like))
-        return self.coefficient(values, k, like).reshape(-1)
+    def on(self, device=None, dtype: torch.dtype | None = None) -> "StepSampler":
+        """A shallow copy whose floating tables are on `device` in `dtype` (index tables keep theirs)."""
+        moved = copy.copy(self)
+        for key, value in vars(self).items():
+            if isinstance(value, Tensor):
+                setattr(
+                    moved, key, value.to(device, dtype) if value.is_floating_point() else value.to(device)
+                )
+        return moved
 
     def draw_noise(self, shape: tuple[int, ...], seeds: Tensor, device=None) -> Tensor:
         """n_0 .. n_K for every sample: [N, K+1, *shape], row i from the generator seeded with seeds[i]."""
         return per_sample_normal(seeds, (self.steps + 1, *shape), device=device)
-
-    @staticmethod
-    def variance_scale(var: Tensor) -> Tensor:
-        """Posterior variances per step -> error scales: a zero (clean last step) reuses the one before."""
-        scale = var.clone()
-        for k in range(len(scale)):
-            if not scale[k] > 0:
-                scale[k] = scale[k - 1] if k > 0 else 1.0
-        return scale
 
     @torch.no_grad()
     def __call__(
@@ -165,13 +124,24 @@ class StepSampler:
         start = time.perf_counter()
         eps_fn = as_eps_fn(eps_fn)
         noise = self.draw_noise(tuple(shape), seeds, device)
-        x = self.prior(noise[:, 0])
-        for k in range(self.steps):
-            n = noise[:, k + 1]
-            x = x + self.drift(eps_fn, x, k, n) + self.noise(n, k)
+        steps = self.on(noise.device, noise.dtype)
+        x = steps.prior(noise[:, 0])
+        for i, k in enumerate(torch.arange(self.steps, device=noise.device)):  # k: 0-d, shared by every row
+            n = noise[:, i + 1]
+            x = x + steps.drift(eps_fn, x, k, n) + steps.noise(n, k)
         return x, SamplerStats(
             nfe=int(self.nfe_per_step.sum()), passes=self.steps, seconds=time.perf_counter() - start
         )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, steps={self.steps})"
+
+
+def per_row(table: Tensor, k: Tensor, like: Tensor) -> Tensor:
+    """table[k] shaped to multiply rows like `like` ([M, 1, ...] for k [M], [1, 1, ...] for 0-d k)."""
+    return append_dims(table[k], like.dim())
+
+
+def levels(table: Tensor, k: Tensor, like: Tensor) -> Tensor:
+    """Log-SNR levels [M] of the rows of `like` at steps k, for eps_fn."""
+    return table[k].expand(len(like)).contiguous()

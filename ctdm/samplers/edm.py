@@ -1,13 +1,11 @@
 """EDM samplers (Karras et al. 2022, Algorithm 2): Heun (2nd order) and Euler on the Karras sigma grid.
 
-They work on EDM's x = z / sqrt(s(a)) with sigma = exp(-a/2), where the ODE derivative
-(x - D(x; sigma)) / sigma is exactly the noise prediction eps_hat(z, a). A step from sigma_k:
-churn to sigma_hat = sigma_k (1 + gamma_k) with fresh noise, an Euler step to sigma_{k+1}, and
-(Heun, not on the last step) the trapezoidal correction with a second evaluation at sigma_{k+1}.
-Written as x_next = x + drift(x, k): the churn noise is part of the drift (it enters before the
-network sees x), so the explicit noise term is zero.
-
-The Karras grid lives here rather than in ctdm.diffusion (samplers are its only user so far).
+They work on EDM's x = z / sqrt(s(a)) with sigma = exp(-a/2), EDM's noise level (the only meaning of
+"sigma" in ctdm.samplers), where the ODE derivative (x - D(x; sigma)) / sigma is exactly the noise
+prediction eps_hat(z, a). A step from sigma_k: churn to sigma_hat = sigma_k (1 + gamma_k) with fresh
+noise, an Euler step to sigma_{k+1}, and (Heun, not on the last step) the trapezoidal correction with
+a second evaluation at sigma_{k+1}. Written as x_next = x + drift(x, k): the churn noise is part of
+the drift (it enters before the network sees x), so the explicit noise term is zero.
 """
 
 import math
@@ -15,13 +13,16 @@ import math
 import torch
 from torch import Tensor
 
+from ctdm.diffusion.channel import append_dims
+from ctdm.diffusion.checks import check_number
 from ctdm.diffusion.schedules import karras_sigmas
-from ctdm.samplers.base import StepSampler, call_eps, check_float, check_int, expand
+from ctdm.samplers.base import StepSampler, call_eps, levels, nonzero_variances, per_row
 
 
 class EDMSampler(StepSampler):
     """EDM's stochastic sampler; `order` 2 is Heun (last step Euler), 1 is Euler.
 
+    sigma_min, sigma_max, rho: the Karras grid of noise levels (ctdm.diffusion.karras_sigmas).
     S_churn, S_noise, S_tmin, S_tmax as in EDM: steps with S_tmin <= sigma_k <= S_tmax raise the
     noise level by gamma = min(S_churn / steps, sqrt(2) - 1) with N(0, S_noise^2) noise first.
     S_churn = 0 (the default) is the deterministic ODE sampler.
@@ -40,23 +41,16 @@ class EDMSampler(StepSampler):
         S_tmax: float | None = None,
         name: str = "heun",
     ):
-        self.steps, self.name = check_int("sampler.steps", steps, 1), name
-        sigma_min = check_float("sampler.sigma_min", sigma_min, 0.0)
-        sigma_max = check_float("sampler.sigma_max", sigma_max, sigma_min)
         if order not in (1, 2):
-            raise ValueError(f"sampler.order must be 1 (Euler) or 2 (Heun), got {order!r}.")
-        check_float("sampler.rho", rho, 0.0)
-        check_float("sampler.S_churn", S_churn, 0.0, strict=False)
-        check_float("sampler.S_noise", S_noise, 0.0, strict=False)
-        S_tmax = math.inf if S_tmax is None else S_tmax
-        if not (
-            isinstance(S_tmin, (int, float)) and isinstance(S_tmax, (int, float)) and 0 <= S_tmin <= S_tmax
-        ):
-            raise ValueError(
-                f"sampler.S_tmin and sampler.S_tmax need 0 <= S_tmin <= S_tmax, got {S_tmin!r}, {S_tmax!r}."
-            )
-        self.order, self.S_noise = order, float(S_noise)
-        self.sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)  # [steps + 1]
+            raise ValueError(f"order must be 1 (Euler) or 2 (Heun), got {order!r}.")
+        S_churn = check_number("S_churn", S_churn, non_negative=True)
+        S_noise = check_number("S_noise", S_noise, non_negative=True)
+        S_tmin = check_number("S_tmin", S_tmin, non_negative=True)
+        S_tmax = math.inf if S_tmax is None else check_number("S_tmax", S_tmax, non_negative=True)
+        if S_tmin > S_tmax:
+            raise ValueError(f"S_tmin must be <= S_tmax, got S_tmin={S_tmin!r}, S_tmax={S_tmax!r}.")
+        self.sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)  # [steps + 1]; checks its arguments
+        self.steps, self.name, self.order = steps, name, order
         t, t_next = self.sigmas[:-1], self.sigmas[1:]
         in_range = (t >= S_tmin) & (t <= S_tmax)
         gamma = torch.where(in_range, min(S_churn / steps, math.sqrt(2) - 1), 0.0).double()
@@ -69,34 +63,29 @@ class EDMSampler(StepSampler):
         self.h = t_next - self.t_hat
         self.second = (order == 2) & (t_next > 0)  # Heun's correction, except on the last step
         self.nfe_per_step = 1 + self.second.long()
-        # Error scale: the VE posterior variance sigma_s^2 (sigma_t^2 - sigma_s^2) / sigma_t^2 of the step
-        # (DDPM's posterior variance mapped to EDM's x), the last step reusing the previous one.
-        self.error_scale = self.variance_scale(t_next**2 * (t**2 - t_next**2) / t**2)
+        # Step variance: the VE posterior variance sigma_s^2 (sigma_t^2 - sigma_s^2) / sigma_t^2 of the
+        # step (DDPM's posterior variance mapped to EDM's x), the last step reusing the previous one.
+        self.step_variance = nonzero_variances(t_next**2 * (t**2 - t_next**2) / t**2)
 
     def prior(self, n0: Tensor) -> Tensor:
         return float(self.sigmas[0]) * n0
 
     def _d(self, eps_fn, x: Tensor, logsnr: Tensor) -> Tensor:
         """dx/dsigma = (x - D(x; sigma)) / sigma = eps_hat(x sqrt(s(a)), a) at rows' levels [M]."""
-        z = x * expand(torch.sigmoid(logsnr), x).sqrt()
+        z = x * torch.sigmoid(append_dims(logsnr, x.dim())).sqrt()
         return call_eps(eps_fn, z, logsnr, self.name)
 
-    def drift(self, eps_fn, x: Tensor, k, n: Tensor) -> Tensor:
-        x_hat = x + self.coefficient(self.churn_std, k, x) * n if self.has_churn else x
-        h = self.coefficient(self.h, k, x)
-        d = self._d(eps_fn, x_hat, self.levels(self.logsnr_hat, k, x))
+    def drift(self, eps_fn, x: Tensor, k: Tensor, n: Tensor) -> Tensor:
+        k = k.expand(len(x))  # one index per row: the Heun correction picks rows
+        x_hat = x + per_row(self.churn_std, k, x) * n if self.has_churn else x
+        h = per_row(self.h, k, x)
+        d = self._d(eps_fn, x_hat, levels(self.logsnr_hat, k, x))
         x_next = x_hat + h * d
-        if isinstance(k, int):  # sequential loop: one step for every row
-            if self.second[k]:
-                d2 = self._d(eps_fn, x_next, self.levels(self.logsnr_next, k, x))
-                x_next = x_hat + h * (d + d2) / 2
-            return x_next - x
-        second = self.second.to(k.device)[k]
+        second = self.second[k]
         if second.any():
             rows = second.nonzero().squeeze(1)
-            d2 = self._d(eps_fn, x_next[rows], self.levels(self.logsnr_next, k[rows], x[rows]))
-            corrected = x_hat[rows] + h[rows] * (d[rows] + d2) / 2
-            x_next = x_next.index_copy(0, rows, corrected)
+            d2 = self._d(eps_fn, x_next[rows], levels(self.logsnr_next, k[rows], x[rows]))
+            x_next = x_next.index_copy(0, rows, x_hat[rows] + h[rows] * (d[rows] + d2) / 2)
         return x_next - x
 
 

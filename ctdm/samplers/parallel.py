@@ -8,10 +8,9 @@ trajectory x_0..x_K, initialised to x_0, and each pass:
 1. evaluates the drift of the W steps b..b+W-1 of each sample's window in ONE batched eps_fn call
    (two for Heun), optionally split over several devices;
 2. rebuilds the window as x_b + cumsum(drift + noise);
-3. measures each new state's change ||new - old||^2 / (error_scale_k * d), with error_scale_k the
+3. measures each new state's change ||new - old||^2 / (step_variance_k * d), with step_variance_k the
    base sampler's per-step variance (see StepSampler: DDPM's posterior variance of the same log-SNR
-   transition, also for ODE steps), and slides the window start past the last state before the first
-   one whose change is still above tolerance^2 (at least one step: x_{b+1} is exact once x_b is).
+   transition, also for ODE steps), and slides the window start as `window_advance` says.
 
 Each sample has its own window, so sample i's result and pass count do not depend on the batch.
 Samples that finished drop out of the batch. With the same noise the fixed point is the sequential
@@ -25,27 +24,46 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ctdm.samplers.base import SamplerStats, StepSampler, as_eps_fn, check_float, check_int
+from ctdm.diffusion.checks import check_int, check_number
+from ctdm.samplers.base import SamplerStats, StepSampler, as_eps_fn
 
 
-def split_over_devices(eps_fn, devices: Sequence) -> Callable:
-    """eps_fn whose batch is cut into len(devices) contiguous chunks, one per device, then re-joined.
+def window_advance(change: Tensor, valid: Tensor, tolerance: float) -> Tensor:
+    """Steps each window start moves after a pass [A], from the changes of its new states [A, W].
 
-    A bound method of an nn.Module (e.g. DiffusionModule.eps) is replicated onto each device once;
-    a plain function gets its chunk moved to the device and must cope with that itself.
+    change[i, j] is the squared change of state x_{b+j+1} in units of its step's variance (per
+    dimension); valid[i, j] is False past the last step. The start moves past every state before the
+    first one whose change is still above tolerance^2 (all valid ones if none is), and by at least one
+    step: x_{b+1} is exact once x_b is, whatever its change.
+    """
+    above = (change > tolerance**2) & valid
+    first_above = torch.where(above.any(1), above.long().argmax(1), valid.sum(1))
+    return first_above.clamp(min=1)
+
+
+def split_over_devices(denoiser, devices: Sequence) -> Callable:
+    """An eps_fn whose batch is cut into len(devices) contiguous chunks, one per device, then re-joined.
+
+    denoiser: a plain nn.Module answering `eps(z, logsnr)` (or `forward`), or that method of one: the
+    network is replicated onto each device once (a deep copy of that module, which holds the weights).
+    A LightningModule is refused: pass the network it wraps. Any other callable gets its chunk moved
+    to the device and must cope with that itself.
     """
     devices = [torch.device(d) for d in devices]
-    owner = getattr(eps_fn, "__self__", None)
-    if isinstance(owner, nn.Module):
-        fns = []
-        home = next(owner.parameters(), torch.empty(0)).device
-        # A LightningModule points at its Trainer: share that, copy the weights.
-        memo = {id(v): v for k, v in vars(owner).items() if k in ("_trainer", "trainer", "_fabric")}
-        for dev in devices:
-            replica = owner if dev == home else copy.deepcopy(owner, memo=dict(memo)).to(dev)
-            fns.append(getattr(replica, eps_fn.__name__))
+    module = denoiser if isinstance(denoiser, nn.Module) else getattr(denoiser, "__self__", None)
+    if not isinstance(module, nn.Module):
+        fns = [as_eps_fn(denoiser)] * len(devices)
     else:
-        fns = [eps_fn] * len(devices)
+        if any(cls.__name__ == "LightningModule" for cls in type(module).__mro__):
+            raise ValueError(
+                "devices: splitting over devices replicates the network, so pass the plain nn.Module "
+                "that holds the weights (e.g. its parameterization), not the LightningModule "
+                f"{type(module).__name__}."
+            )
+        method = denoiser.__name__ if module is not denoiser else None
+        home = next(module.parameters(), torch.empty(0)).device
+        replicas = [module if dev == home else copy.deepcopy(module).to(dev) for dev in devices]
+        fns = [getattr(r, method) if method else as_eps_fn(r) for r in replicas]
 
     def split_eps(z: Tensor, logsnr: Tensor) -> Tensor:
         chunks = torch.arange(len(z), device=z.device).tensor_split(len(devices))
@@ -63,11 +81,11 @@ def split_over_devices(eps_fn, devices: Sequence) -> Callable:
 class ParallelSampler:
     """Picard (ParaDiGMS) solver that runs a sequential StepSampler's steps in parallel.
 
-    base: a StepSampler instance, or a factory `base(steps=...)` (Hydra `_partial_: true`).
-    steps: the number of steps (None: the base's); window: steps evaluated per pass (clipped to steps);
+    base: the sequential StepSampler whose steps are solved (its steps, noise and seeds);
+    window: steps evaluated per pass (None: every step; clipped to the steps);
     tolerance: > 0, on the root-mean-square change per dimension in units of the step's std;
     max_passes: stop after this many passes (None: steps, always enough); devices: split each pass's
-    batch over these devices (None: the device of the samples).
+    batch over these devices (None: the device of the samples); name: None gives "para_<base name>".
     Call: sampler(eps_fn, shape, seeds, device=None, hook=None) -> (samples, stats). `hook(pass_index,
     x_last, info)` runs after every pass with the current last state of every sample [N, *shape] and
     info {"nfe": evaluations per sample so far, "active": samples still iterating}.
@@ -77,33 +95,23 @@ class ParallelSampler:
 
     def __init__(
         self,
-        base,
-        steps: int | None = None,
+        base: StepSampler,
         window: int | None = None,
         tolerance: float = 0.1,
         max_passes: int | None = None,
         devices: Sequence | None = None,
         name: str | None = None,
     ):
-        if isinstance(base, StepSampler):
-            if steps is not None and steps != base.steps:
-                raise ValueError(
-                    f"sampler.steps={steps!r} does not match the base sampler's {base.steps} steps."
-                )
-        elif callable(base) and not isinstance(base, ParallelSampler):
-            base = base(steps=check_int("sampler.steps", steps, 1)) if steps is not None else base()
         if not isinstance(base, StepSampler):
             raise ValueError(
-                f"sampler.base must be a sequential step sampler (DDPMSampler, DDIMSampler, HeunSampler, "
-                f"EulerSampler, or a factory of one), got {base!r}."
+                f"base must be a sequential step sampler (DDPMSampler, DDIMSampler, HeunSampler, "
+                f"EulerSampler), got {base!r}."
             )
         self.base = base
         self.steps = base.steps
-        self.window = (
-            self.steps if window is None else min(check_int("sampler.window", window, 1), self.steps)
-        )
-        self.tolerance = check_float("sampler.tolerance", tolerance, 0.0)
-        self.max_passes = self.steps if max_passes is None else check_int("sampler.max_passes", max_passes, 1)
+        self.window = self.steps if window is None else min(check_int("window", window), self.steps)
+        self.tolerance = check_number("tolerance", tolerance, positive=True)
+        self.max_passes = self.steps if max_passes is None else check_int("max_passes", max_passes)
         self.devices = list(devices) if devices else None
         self.name = name if name is not None else f"para_{base.name}"
 
@@ -112,19 +120,16 @@ class ParallelSampler:
         self, eps_fn, shape: tuple[int, ...], seeds: Tensor, device=None, hook=None
     ) -> tuple[Tensor, SamplerStats]:
         start = time.perf_counter()
-        base, K, W = self.base, self.steps, self.window
-        eps_fn = as_eps_fn(eps_fn)
-        if self.devices:
-            eps_fn = split_over_devices(eps_fn, self.devices)
-        noise = base.draw_noise(tuple(shape), seeds, device)  # [N, K+1, *shape]
+        K, W = self.steps, self.window
+        eps_fn = split_over_devices(eps_fn, self.devices) if self.devices else as_eps_fn(eps_fn)
+        noise = self.base.draw_noise(tuple(shape), seeds, device)  # [N, K+1, *shape]
         N, dim = noise.shape[0], max(1, noise[0, 0].numel())
         dev = noise.device
+        base = self.base.on(dev, noise.dtype)
         traj = base.prior(noise[:, 0]).unsqueeze(1).repeat(1, K + 1, *([1] * len(shape)))  # [N, K+1, *shape]
-        scale = base.error_scale.to(dev) * dim  # float64 [K]
-        nfe_step = base.nfe_per_step.to(dev)
+        scale = self.base.step_variance.to(dev) * dim  # float64 [K]
         begin = torch.zeros(N, dtype=torch.long, device=dev)
         offsets = torch.arange(W, device=dev)
-        tol2 = self.tolerance**2
         evaluations, passes = 0, 0
         while passes < self.max_passes:
             active = (begin < K).nonzero().squeeze(1)
@@ -140,16 +145,14 @@ class ParallelSampler:
             x_in = traj[sample_of_row, step_of_row]
             n_in = noise[sample_of_row, step_of_row + 1]
             delta = base.drift(eps_fn, x_in, step_of_row, n_in) + base.noise(n_in, step_of_row)
-            evaluations += int(nfe_step[step_of_row].sum())
+            evaluations += int(base.nfe_per_step[step_of_row].sum())
             increments = traj.new_zeros((len(active), W, *shape))
             increments[rows_a, rows_w] = delta
             new = traj[active, b].unsqueeze(1) + increments.cumsum(1)  # new x_{b+1} .. x_{b+W}
             old = traj[active[:, None], steps + 1]
             change = (new - old).flatten(2).double().pow(2).sum(-1) / scale[steps]  # [A, W]
             traj[sample_of_row, step_of_row + 1] = new[rows_a, rows_w]
-            above = (change > tol2) & valid
-            first_above = torch.where(above.any(1), above.long().argmax(1), valid.sum(1))
-            begin[active] = b + first_above.clamp(min=1)
+            begin[active] = b + window_advance(change, valid, self.tolerance)
             if hook is not None:
                 hook_start = time.perf_counter()
                 hook(passes, traj[:, K], {"nfe": evaluations / N, "active": int((begin < K).sum())})

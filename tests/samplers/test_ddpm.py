@@ -1,5 +1,7 @@
 """DDPM ancestral sampling: coefficients against DDPM's formulas, samples against the exact law."""
 
+import re
+
 import pytest
 import torch
 
@@ -22,16 +24,16 @@ def test_full_schedule_step_is_ddpm_algorithm_2():
     beta_tilde = (1 - alpha_bar[t - 2]) / (1 - alpha_bar[t - 1]) * betas[t - 1]
     torch.testing.assert_close(sampler.c_z[i], c_z, rtol=1e-9, atol=0)
     torch.testing.assert_close(sampler.c_eps[i], c_eps, rtol=1e-9, atol=0)
-    torch.testing.assert_close(sampler.sigma[i], beta_tilde.sqrt(), rtol=1e-9, atol=0)
+    torch.testing.assert_close(sampler.noise_std[i], beta_tilde.sqrt(), rtol=1e-9, atol=0)
     # The last step (t = 1) returns the x0 estimate without noise.
-    assert sampler.sigma[-1] == 0
+    assert sampler.noise_std[-1] == 0
     torch.testing.assert_close(sampler.c_z[-1], 1 / alpha_bar[0].sqrt(), rtol=1e-9, atol=0)
 
 
 def test_beta_variance_option():
-    _, _, sigma = ddpm_coefficients(torch.tensor([-1.0]).double(), torch.tensor([0.5]).double(), "beta")
+    _, _, noise_std = ddpm_coefficients(torch.tensor([-1.0]).double(), torch.tensor([0.5]).double(), "beta")
     beta = 1 - torch.sigmoid(torch.tensor(-1.0)).double() / torch.sigmoid(torch.tensor(0.5)).double()
-    torch.testing.assert_close(sigma, beta.sqrt().reshape(1))
+    torch.testing.assert_close(noise_std, beta.sqrt().reshape(1))
 
 
 @pytest.mark.parametrize("steps", [1000, 100])
@@ -67,12 +69,17 @@ def test_per_sample_noise_is_reproducible_and_independent_of_order():
     assert not torch.allclose(a[0], a[1])
 
 
-@pytest.mark.parametrize("steps", [0, 1001, 2.5, True])
-def test_bad_steps_are_refused(steps):
-    with pytest.raises(ValueError, match="sampler.steps"):
-        DDPMSampler(steps=steps)
+BAD_SETTINGS = [  # (arguments, the message naming the argument)
+    ({"steps": 0}, "steps must be an integer >= 1, got 0"),
+    ({"steps": 2.5}, "steps must be an integer >= 1, got 2.5"),
+    ({"steps": True}, "steps must be an integer >= 1, got True"),
+    ({"steps": 1001}, "steps must be at most the schedule's 1000 timesteps, got 1001"),
+    ({"steps": 10, "variance": "large"}, "variance must be 'posterior' or 'beta', got 'large'"),
+    ({"steps": 10, "schedule": "cosine"}, "schedule must be a discrete DDPMSchedule"),
+]
 
 
-def test_bad_variance_is_refused():
-    with pytest.raises(ValueError, match="sampler.variance"):
-        DDPMSampler(steps=10, variance="large")
+@pytest.mark.parametrize("kwargs,message", BAD_SETTINGS, ids=[m.split(" ")[0] for _, m in BAD_SETTINGS])
+def test_bad_settings_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        DDPMSampler(**kwargs)

@@ -1,12 +1,15 @@
 """Parallel Picard (ParaDiGMS) solver: agreement with the sequential samplers on the same noise."""
 
+import re
+
+import lightning as L
 import pytest
 import torch
 from torch import nn
 
 from ctdm.data.toy import eight_gaussians
 from ctdm.metrics import mmd2
-from ctdm.samplers import DDIMSampler, DDPMSampler, HeunSampler, ParallelSampler
+from ctdm.samplers import DDIMSampler, DDPMSampler, HeunSampler, ParallelSampler, window_advance
 
 LAW = eight_gaussians()
 
@@ -89,8 +92,8 @@ class _Net(nn.Module):
 
 def test_window_batch_split_over_devices_gives_the_same_samples():
     net = _Net()
-    # A plain function, and an nn.Module method (replicated: torch counts "cpu:0" apart from "cpu").
-    for eps_fn in (LAW.eps, net.eps):
+    # A plain function, a plain nn.Module and its method (replicated: torch counts "cpu:0" apart from "cpu").
+    for eps_fn in (LAW.eps, net, net.eps):
         one, _ = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1)(eps_fn, (2,), torch.arange(6))
         split, _ = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1, devices=["cpu", "cpu:0", "cpu"])(
             eps_fn, (2,), torch.arange(6)
@@ -98,31 +101,66 @@ def test_window_batch_split_over_devices_gives_the_same_samples():
         torch.testing.assert_close(one, split, rtol=0, atol=1e-6)
 
 
-def test_builds_its_base_from_a_factory():
-    sampler = ParallelSampler(lambda steps: DDIMSampler(steps=steps, eta=0.2), steps=25, window=5)
-    assert sampler.steps == 25 and sampler.window == 5 and sampler.base.eta == 0.2
-    assert ParallelSampler(DDPMSampler(steps=8), window=100).window == 8  # clipped to the steps
+class _Lightning(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = _Net()
+
+    def eps(self, z, logsnr):
+        return self.net.eps(z, logsnr)
 
 
-@pytest.mark.parametrize(
-    "options,key",
-    [
-        ({"window": 0}, "sampler.window"),
-        ({"window": 2.5}, "sampler.window"),
-        ({"tolerance": 0}, "sampler.tolerance"),
-        ({"tolerance": -0.1}, "sampler.tolerance"),
-        ({"tolerance": float("nan")}, "sampler.tolerance"),
-        ({"max_passes": 0}, "sampler.max_passes"),
-        ({"steps": 7}, "sampler.steps"),
-    ],
-)
-def test_bad_settings_name_the_key(options, key):
-    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+def test_split_over_devices_replicates_the_network_not_a_lightning_module():
+    sampler = ParallelSampler(DDPMSampler(steps=5), devices=["cpu", "cpu:0"])
+    with pytest.raises(ValueError, match="pass the plain nn.Module that holds the weights"):
+        sampler(_Lightning().eps, (2,), torch.arange(2))
+    samples, _ = sampler(_Lightning().net, (2,), torch.arange(2))
+    assert samples.shape == (2, 2)
+
+
+# (changes of the new states x_{b+1}.. [in units of tolerance^2 = 1], valid, steps the window moves)
+WINDOW_ADVANCE = [
+    ([0.5, 0.5, 0.5, 0.5], [1, 1, 1, 1], 4),  # all converged: past the whole window
+    ([0.5, 0.5, 2.0, 0.5], [1, 1, 1, 1], 2),  # up to the state before the first one above
+    ([2.0, 2.0, 2.0, 2.0], [1, 1, 1, 1], 1),  # at least one step: x_{b+1} is exact once x_b is
+    ([0.5, 1.0, 0.5, 0.5], [1, 1, 1, 1], 4),  # "above" is strictly above
+    ([0.5, 0.5, 9.0, 9.0], [1, 1, 0, 0], 2),  # past the last step: not counted, the window ends there
+]
+
+
+def test_window_advance():
+    change = torch.tensor([c for c, _, _ in WINDOW_ADVANCE], dtype=torch.float64)
+    valid = torch.tensor([v for _, v, _ in WINDOW_ADVANCE], dtype=torch.bool)
+    want = torch.tensor([n for _, _, n in WINDOW_ADVANCE])
+    assert window_advance(change, valid, tolerance=1.0).tolist() == want.tolist()
+    # The tolerance is on the root-mean-square change: change is compared with tolerance^2.
+    assert window_advance(torch.tensor([[0.02, 0.02]]), torch.tensor([[True, True]]), 0.1).tolist() == [1]
+
+
+def test_window_is_clipped_to_the_steps():
+    assert ParallelSampler(DDPMSampler(steps=8), window=100).window == 8
+    assert ParallelSampler(DDPMSampler(steps=8)).window == 8
+
+
+BAD_SETTINGS = [  # (arguments, the message naming the argument)
+    ({"window": 0}, "window must be an integer >= 1, got 0"),
+    ({"window": 2.5}, "window must be an integer >= 1, got 2.5"),
+    ({"tolerance": 0}, "tolerance must be a finite number > 0, got 0"),
+    ({"tolerance": -0.1}, "tolerance must be a finite number > 0, got -0.1"),
+    ({"tolerance": float("nan")}, "tolerance must be a finite number > 0, got nan"),
+    ({"max_passes": 0}, "max_passes must be an integer >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("options,message", BAD_SETTINGS)
+def test_bad_settings_name_the_argument(options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         ParallelSampler(DDPMSampler(steps=10), **options)
 
 
-def test_a_base_that_is_not_a_step_sampler_is_refused():
-    with pytest.raises(ValueError, match="sampler.base"):
-        ParallelSampler(ParallelSampler(DDPMSampler(steps=4)))
-    with pytest.raises(ValueError, match="sampler.steps"):
-        ParallelSampler(DDPMSampler, steps=0)
+@pytest.mark.parametrize(
+    "base", [ParallelSampler(DDPMSampler(steps=4)), DDPMSampler], ids=["parallel", "class"]
+)
+def test_a_base_that_is_not_a_step_sampler_is_refused(base):
+    with pytest.raises(ValueError, match="base must be a sequential step sampler"):
+        ParallelSampler(base)

@@ -1,21 +1,22 @@
 """DDIM and EDM Heun / Euler: coefficients, exactness on a point mass, samples against the exact mixture."""
 
 import math
+import re
 
 import pytest
 import torch
 
 from ctdm.data.toy import GaussianMixture, eight_gaussians
-from ctdm.diffusion import DDPMSchedule
+from ctdm.diffusion import DDPMSchedule, karras_sigmas
 from ctdm.metrics import mmd2
 from ctdm.samplers import (
     DDIMSampler,
     DDPMSampler,
+    EDMSampler,
     EulerSampler,
     HeunSampler,
     ddim_coefficients,
     ddpm_coefficients,
-    karras_sigmas,
 )
 
 N = 600
@@ -92,22 +93,23 @@ def test_churn_noise_keeps_sample_i_independent_of_the_batch(law):
     assert not torch.allclose(full, plain)  # churn does add noise
 
 
-@pytest.mark.parametrize(
-    "make,key",
-    [
-        (lambda: DDIMSampler(steps=0), "sampler.steps"),
-        (lambda: DDIMSampler(steps=10, eta=1.5), "sampler.eta"),
-        (lambda: HeunSampler(steps=0), "sampler.steps"),
-        (lambda: HeunSampler(steps=5, sigma_min=1.0, sigma_max=0.5), "sampler.sigma_max"),
-        (lambda: HeunSampler(steps=5, sigma_min=0.0), "sampler.sigma_min"),
-        (lambda: HeunSampler(steps=5, S_churn=-1), "sampler.S_churn"),
-        (lambda: HeunSampler(steps=5, S_tmin=2.0, S_tmax=1.0), "sampler.S_tmin"),
-        (lambda: DDPMSampler(steps=5, schedule="cosine"), "sampler.schedule"),
-    ],
-)
-def test_bad_settings_name_the_key(make, key):
-    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        make()
+BAD_SETTINGS = [  # (sampler class, arguments, the message naming the argument)
+    (DDIMSampler, {"steps": 0}, "steps must be an integer >= 1, got 0"),
+    (DDIMSampler, {"steps": 10, "eta": 1.5}, "eta must be in [0, 1]"),
+    (DDIMSampler, {"steps": 10, "eta": -0.1}, "eta must be a finite number >= 0, got -0.1"),
+    (HeunSampler, {"steps": 0}, "steps must be an integer >= 1, got 0"),
+    (HeunSampler, {"steps": 5, "sigma_min": 1.0, "sigma_max": 0.5}, "sigma_min must be < sigma_max"),
+    (HeunSampler, {"steps": 5, "sigma_min": 0.0}, "sigma_min must be a finite number > 0, got 0.0"),
+    (HeunSampler, {"steps": 5, "S_churn": -1}, "S_churn must be a finite number >= 0, got -1"),
+    (HeunSampler, {"steps": 5, "S_tmin": 2.0, "S_tmax": 1.0}, "S_tmin must be <= S_tmax"),
+    (EDMSampler, {"steps": 5, "order": 3}, "order must be 1 (Euler) or 2 (Heun), got 3"),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,message", BAD_SETTINGS)
+def test_bad_settings_name_the_argument(cls, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cls(**kwargs)
 
 
 @pytest.mark.parametrize("sampler", [DDPMSampler(steps=3), HeunSampler(steps=3)], ids=["ddpm", "heun"])
