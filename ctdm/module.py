@@ -120,18 +120,23 @@ class DiffusionModule(L.LightningModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor | None:
         step = self.global_step
-        seed = step_seed(self.noise_seed, step, self.global_rank)
-        generator = torch.Generator(device=batch.device).manual_seed(seed)
+        generator = torch.Generator(device=batch.device).manual_seed(
+            step_seed(self.noise_seed, step, self.global_rank)
+        )
         loss, logs = self.objective(batch, generator, step=step)
-        # Every rank takes the same decision, so DDP never waits on a rank that skipped its backward.
-        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
+        # Means over the global batch (one collective under DDP): the logs do not depend on the number of
+        # ranks, and every rank takes the same NaN decision, so none waits on a rank that skipped backward.
+        means = torch.stack([loss.detach(), *logs.values()]).float()
+        means = self.trainer.strategy.reduce(means, reduce_op="mean")
+        total, terms = means[0], dict(zip(logs, means[1:], strict=True))
+        finite = bool(torch.isfinite(total))
         if not finite:
             if not self.skip_nonfinite:
-                raise NonFiniteLossError(step, loss, logs)
+                raise NonFiniteLossError(step, total, terms)
             self.skipped_steps += 1  # returning None skips backward and the optimizer's update
         else:
-            self.log("train/loss", loss, prog_bar=True)
-            self.log_dict({f"train/{k}": v for k, v in logs.items()})
+            self.log("train/loss", total, prog_bar=True)
+            self.log_dict({f"train/{k}": v for k, v in terms.items()})
         if self.skip_nonfinite:
             self.log("train/skipped_steps", float(self.skipped_steps))
         return loss if finite else None

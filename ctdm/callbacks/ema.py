@@ -50,7 +50,8 @@ class EMA(WeightAveraging):
         return step_idx is not None and step_idx % self.every_n_steps == 0
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        empty = [name for name, buffer in pl_module.named_buffers() if buffer.numel() == 0]
+        # A stored tensor still empty is a placeholder filled later (data_var): the copy would keep it empty.
+        empty = [name for name, value in pl_module.state_dict().items() if value.numel() == 0]
         if stage == "fit" and empty:
             raise ValueError(
                 f"EMA copies the module when fit starts, but its buffers {empty} are still empty; set them "

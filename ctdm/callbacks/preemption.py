@@ -57,29 +57,21 @@ class Preemption(L.Callback):
     """
 
     def __init__(self, dirpath: str, filename: str = "last.ckpt", signals: tuple[str, ...] = ("SIGUSR1",)):
-        unknown = [s for s in signals if not hasattr(signal, str(s))]
+        unknown = [s for s in signals if not isinstance(getattr(signal, str(s), None), signal.Signals)]
         if unknown:
             raise ValueError(f"callbacks.preemption.signals: unknown signals {unknown}; e.g. [SIGUSR1].")
         self.path = Path(dirpath) / filename
         self.signals = [getattr(signal, s) for s in signals]
-        self._previous: dict = {}
         self.saved: Path | None = None
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        # Before Lightning registers its own handlers, which then keep and restore this one.
+    def on_train_start(self, trainer, pl_module) -> None:
+        # After Lightning registered its handlers (and kept the ones before fit, which it puts back when
+        # fit ends or fails); under SLURM this replaces its requeue-on-SIGUSR1 handler.
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, _as_sigterm) for s in self.signals}
-
-    def _restore_handlers(self) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous = {}
-
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        self._restore_handlers()
+            for s in self.signals:
+                signal.signal(s, _as_sigterm)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self._restore_handlers()
         if not isinstance(exception, SIGTERMException):
             return
         trainer.save_checkpoint(self.path)

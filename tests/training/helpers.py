@@ -2,6 +2,7 @@
 sys.path)."""
 
 import signal
+import time
 
 import lightning as L
 import torch
@@ -36,3 +37,28 @@ class NaNAtCall(DenoisingMSE):
             logs = {**logs, self.name: loss.detach()}
         self.calls += 1
         return loss, logs
+
+
+class SlowSteps(L.Callback):
+    """Sleeps `seconds` after every step and touches `marker` after step `mark_step`, so a test can signal
+    a CLI run in the middle of its training."""
+
+    def __init__(self, seconds: float, marker: str, mark_step: int = 3):
+        self.seconds, self.marker, self.mark_step = seconds, marker, mark_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.mark_step:
+            open(self.marker, "w").close()
+        time.sleep(self.seconds)
+
+
+class RowNoiseMSE(DenoisingMSE):
+    """The DDPM MSE with each row's level and noise fixed by the row's values instead of drawn: the loss
+    of a batch is then a plain mean over its rows, the same however the batch is split over ranks."""
+
+    def __call__(self, eps_fn, x, generator=None, reference=None):
+        flat = x.flatten(1)
+        logsnr = 4 * torch.sin(3 * flat.sum(1) + 0.5)
+        eps = (2**0.5 * torch.sin(13 * x + 1)).to(x.dtype)
+        loss = self.per_sample(eps_fn, x, logsnr, eps).mean()
+        return loss, {self.name: loss.detach()}

@@ -81,3 +81,4 @@ def test_stop_and_resume_equals_a_straight_run(tmp_path):
     for key, value in straight["metrics"].items():
         if key.startswith("eval/") and not key.endswith("seconds"):
             assert resumed["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+

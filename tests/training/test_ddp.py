@@ -1,0 +1,82 @@
+"""Data parallel: 1 rank and 2 CPU ranks (`trainer=ddp_cpu`, Lightning re-launches the command) on the
+same global batch.
+
+What can match exactly: every step's global batch (GlobalBatchOrder gives rank r the r-th share of the
+1-rank batch), the initial weights (same seed), DDP's averaged gradient (= the 1-rank gradient of the
+batch mean, equal shares), and sample evaluation (sample i has seed (seed << 32) + i on any rank). What
+cannot: the training noise, which each rank draws for its own rows from (seed, step, rank), so the
+real losses agree only in distribution. The exact comparison therefore trains with a loss whose levels
+and noise are fixed by each row (helpers.RowNoiseMSE): weights, the logged global-batch losses,
+val/loss and the evaluation metrics must then agree up to float summation order.
+"""
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli
+
+HERE = Path(__file__).resolve().parent
+STEPS = 6
+RUN = [
+    "debug=smoke",
+    "logger=csv",
+    "loss.mse._target_=helpers.RowNoiseMSE",
+    "data.train_size=64",  # 4 global batches of 16 per epoch: the run crosses an epoch
+    f"trainer.max_steps={STEPS}",
+    f"trainer.val_check_interval={STEPS}",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def _run(tmp_path: Path, name: str, trainer: str) -> Path:
+    out = tmp_path / name
+    cwd = tmp_path / f"cwd_{name}"
+    cwd.mkdir()
+    result = run_cli(
+        [*RUN, f"trainer={trainer}", f"hydra.run.dir={out}"],
+        cwd=cwd,
+        env={"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(cwd.iterdir()) == []  # nothing written where it was launched from
+    return out
+
+
+def _metrics(out: Path) -> dict[str, dict[int, float]]:
+    table: dict[str, dict[int, float]] = {}
+    with open(out / "csv" / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if value and key not in ("step", "epoch"):
+                    table.setdefault(key, {})[int(row["step"])] = float(value)
+    return table
+
+
+@pytest.mark.slow
+def test_one_and_two_ranks_train_and_evaluate_alike(tmp_path):
+    one = _run(tmp_path, "one", "cpu")
+    two = _run(tmp_path, "two", "ddp_cpu")
+
+    # One output folder per run: rank 1 adds only its Hydra log, no folder of its own.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd_one", "cwd_two", "one", "two"]
+    extra = {p.name for p in two.iterdir()} - {p.name for p in one.iterdir()}
+    assert extra == {"train_ddp_process_1.log"}, extra
+
+    a = torch.load(one / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(two / "checkpoints" / "last.ckpt", weights_only=False)
+    assert a["global_step"] == b["global_step"] == STEPS
+    for name, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+    m1, m2 = _metrics(one), _metrics(two)
+    assert sorted(m1["train/loss"]) == sorted(m2["train/loss"]) == list(range(STEPS))
+    for step, value in m1["train/loss"].items():  # the global batch's loss, logged by rank 0
+        assert m2["train/loss"][step] == pytest.approx(value, rel=1e-5), step
+    assert m2["val/loss"][STEPS - 1] == pytest.approx(m1["val/loss"][STEPS - 1], rel=1e-5)
+    eval_keys = [k for k in m1 if k.startswith("eval/") and not k.endswith("seconds")]
+    assert "eval/ddpm/mmd" in eval_keys
+    for key in eval_keys:
+        assert list(m2[key].values()) == pytest.approx(list(m1[key].values()), rel=1e-4, abs=1e-7), key
