@@ -7,84 +7,64 @@ short summary.
 
 import json
 import logging
-import math
+import os
+import sys
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ctdm.callbacks import SampleEvaluation
+from ctdm.checkpoint import check_network, load_checkpoint
+from ctdm.config import (
+    USER_ERRORS,
+    check_config,
+    check_optimized_metric,
+    remove_failed_run_folder,
+    render_error,
+)
 from ctdm.logging import instantiate_loggers
 
 log = logging.getLogger(__name__)
 
 
-def _fail(key: str, value, allowed: str) -> None:
-    raise ValueError(f"Config key {key}={value!r} is not valid: {allowed}.")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def validate_config(cfg: DictConfig) -> None:
-    """Type checks on the keys every run relies on, before anything is built or written."""
-    if cfg.get("seed") is not None and not _is_int(cfg.seed):
-        _fail("seed", cfg.seed, "it must be an integer or null")
-    max_steps = cfg.trainer.get("max_steps", -1)
-    if not _is_int(max_steps) or not (max_steps == -1 or max_steps >= 1):
-        _fail("trainer.max_steps", max_steps, "it must be a positive integer (or -1 for no limit)")
-    batch_size = cfg.data.get("batch_size")
-    if not _is_int(batch_size) or batch_size < 1:
-        _fail("data.batch_size", batch_size, "it must be a positive integer, the global batch size")
-    for name, term in (cfg.get("loss") or {}).items():
-        weight = term.get("weight")
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not math.isfinite(weight)
-            or weight < 0
-        ):
-            _fail(f"loss.{name}.weight", weight, "it must be a finite number >= 0")
-    strategy = str(cfg.trainer.get("strategy", ""))
-    if strategy.startswith("ddp") and "spawn" not in strategy and _is_multirun():
-        raise ValueError(
-            f"trainer.strategy={strategy!r} re-launches the script once per device, which under Hydra "
-            "multirun (-m) would start nested sweeps. Use trainer=ddp_spawn for multirun sweeps on one "
-            "machine, or a cluster launcher (hydra/launcher=submitit_slurm) that starts one job per run."
-        )
-
-
-def _is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def train(cfg: DictConfig) -> dict:
-    """Fit and evaluate one run; returns the summary that is also written to summary.json."""
-    validate_config(cfg)
+    """Fit and evaluate one run; returns the summary that is also written to summary.json.
+
+    Everything a user can get wrong is checked first, in this order, before any data is read:
+    the config's values, the objects built from it (each class checks its own arguments), the
+    checkpoint to resume from.
+    """
+    (Path(cfg.paths.output_dir) / "summary.json").unlink(missing_ok=True)  # only this run's may exist
+    check_config(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
     loss = instantiate(cfg.loss, _convert_="all")
     model = instantiate(cfg.model, loss=loss, likelihood=OmegaConf.to_container(cfg.diffusion.likelihood))
+    if cfg.get("ckpt_path") is not None:
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+        check_network(checkpoint, model, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
+        _continue_wandb_run(cfg, checkpoint)
+        del checkpoint  # Lightning reads it again in fit
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    datamodule = instantiate(cfg.data)  # the first to read files (e.g. data.path)
+    # Reads the data now, so a missing file fails before loggers write: before fit, as the EMA
+    # callback copies the module when fit starts.
+    model.set_data_var(datamodule.data_var)
     # The run's resolved config travels in every checkpoint (Hydra's own node stays out).
     model.run_config = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
     )
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = instantiate_loggers(cfg)  # W&B's name, group, tags, job type from the run (ctdm.logging)
     for logger in loggers:  # the resolved config: W&B's run config, the CSV logger's hparams.yaml
         logger.log_hyperparams(model.run_config)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     log.info("Output folder: %s", cfg.paths.output_dir)
-    model.set_data_var(datamodule.data_var)  # before fit: the EMA callback copies the module when fit starts
     # The training order and noise depend on (seed, step, rank) alone, so a resumed run replays them.
     seed = cfg.seed if cfg.get("seed") is not None else torch.initial_seed()
     model.noise_seed = datamodule.shuffle_seed = seed
@@ -94,6 +74,7 @@ def train(cfg: DictConfig) -> dict:
     for callback in callbacks:
         if isinstance(callback, SampleEvaluation):
             metrics.update(callback.results)
+    check_optimized_metric(cfg.get("optimized_metric"), metrics)
     plots = [str(p) for c in callbacks if isinstance(c, SampleEvaluation) for p in c.plots.values()]
     checkpoints = [c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)]
     summary = {
@@ -107,6 +88,15 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         _write_summary(summary)
     return summary
+
+
+def _continue_wandb_run(cfg: DictConfig, checkpoint: dict) -> None:
+    """Resuming: log to the W&B run the checkpoint came from (its id, resume="allow"), so the dashboard
+    shows one run, unless logger.wandb.id is set."""
+    run_id = checkpoint.get("ctdm_wandb_id")
+    wandb = (cfg.get("logger") or {}).get("wandb")
+    if run_id and wandb is not None and "id" in wandb and wandb.id is None:
+        wandb.id = run_id
 
 
 def _write_summary(summary: dict) -> None:
@@ -138,6 +128,14 @@ def _write_summary(summary: dict) -> None:
 def main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
+    except USER_ERRORS as err:
+        # A config, data file or checkpoint the user can fix: one paragraph, no traceback, no run
+        # folder left behind if nothing was written yet. HYDRA_FULL_ERROR=1 keeps the whole trace.
+        remove_failed_run_folder(cfg.paths.output_dir)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {render_error(err, cfg)}\n(HYDRA_FULL_ERROR=1 prints the trace.)", file=sys.stderr)
+        sys.exit(1)
     finally:
         import wandb  # multirun jobs share a process: close the run so the next job starts its own
 
@@ -145,7 +143,7 @@ def main(cfg: DictConfig) -> float | None:
             wandb.finish()
     # The value Hydra sweepers (e.g. Optuna) minimise, when `optimized_metric` names one.
     key = cfg.get("optimized_metric")
-    return summary["metrics"].get(key) if key else None
+    return summary["metrics"][key] if key else None
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+import ctdm.config  # noqa: F401  (stores the config schema, `ctdm_schema`, in Hydra's ConfigStore)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-SHARED_DINO = ROOT.parent / "shared" / "data" / "datasaurus_dino.tsv"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 

@@ -4,12 +4,11 @@ import math
 
 import pytest
 import torch
-from conftest import CONF, SHARED_DINO
+from conftest import CONF, compose_config
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from ctdm.data import DinoDataModule, GaussianMixture, dino, gauss1d_two_mode
-from ctdm.data.toy import read_datasaurus
+from ctdm.data.toy import DINO_FILE, read_datasaurus
 
 TOY = [
     "gauss1d_two_mode",
@@ -22,14 +21,11 @@ TOY = [
     "dino",
 ]
 MIXTURES = {"gauss1d_two_mode", "eight_gaussians", "dino"}
-needs_dino = pytest.mark.skipif(not SHARED_DINO.is_file(), reason=f"{SHARED_DINO} not present")
 
 
 def _dm(name, **overrides):
-    cfg = OmegaConf.load(CONF / "data" / f"{name}.yaml")
+    cfg = compose_config([f"data={name}"], CONF.parent / "unused").data  # with its base (_toy.yaml)
     cfg.merge_with({"train_size": 4000, "val_size": 1000, **overrides})
-    if name == "dino":
-        cfg.path = str(SHARED_DINO)
     dm = instantiate(cfg)
     dm.setup("fit")
     return dm
@@ -37,8 +33,6 @@ def _dm(name, **overrides):
 
 @pytest.mark.parametrize("name", TOY)
 def test_sets_are_seeded_split_and_in_range(name):
-    if name == "dino" and not SHARED_DINO.is_file():
-        pytest.skip("shared dino file missing")
     a, b = _dm(name), _dm(name)
     dim = 1 if name == "gauss1d_two_mode" else 2
     assert a.shape == (dim,) and a.x_train.shape == (4000, dim) and a.x_val.shape == (1000, dim)
@@ -59,8 +53,6 @@ def test_sets_are_seeded_split_and_in_range(name):
 
 @pytest.mark.parametrize("name", sorted(MIXTURES))
 def test_mixture_law_moments_match_its_samples_and_the_data(name):
-    if name == "dino" and not SHARED_DINO.is_file():
-        pytest.skip("shared dino file missing")
     dm = _dm(name, train_size=50_000)
     law = dm.law
     x = law.sample(200_000, torch.Generator().manual_seed(3)).double()
@@ -85,11 +77,11 @@ def test_gauss1d_two_mode_is_the_papers_law():
     )
 
 
-@needs_dino
-def test_dino_law_is_the_recipe_on_the_shared_file():
-    points = read_datasaurus(SHARED_DINO)
+def test_dino_law_is_the_recipe_on_the_packaged_file():
+    points = read_datasaurus(DINO_FILE)
     assert points.shape == (142, 2)
-    raw = dino(SHARED_DINO, standardize=False)
+    assert points[0].tolist() == [55.3846, 97.1795]  # the first row of the Datasaurus dino
+    raw = dino(standardize=False)  # no path: the packaged points
     assert isinstance(raw, GaussianMixture) and raw.means.shape == (142, 2)
     torch.testing.assert_close(raw.means[:, 0], (points[:, 0] / 54 - 1) * 4)
     torch.testing.assert_close(raw.means[:, 1], (points[:, 1] / 48 - 1) * 4)
@@ -102,7 +94,7 @@ def test_dino_law_is_the_recipe_on_the_shared_file():
     recipe = (jittered / torch.tensor([54.0, 48.0], dtype=torch.float64) - 1) * 4
     torch.testing.assert_close(recipe.mean(0), raw.mean(), atol=0.005, rtol=0)
     torch.testing.assert_close(recipe.var(0), raw.variance(), atol=0, rtol=0.01)
-    law = dino(SHARED_DINO)  # standardised: the same mixture, affinely mapped
+    law = dino(DINO_FILE)  # standardised: the same mixture, affinely mapped
     torch.testing.assert_close(law.mean(), torch.zeros(2, dtype=torch.float64), atol=1e-12, rtol=0)
     torch.testing.assert_close(law.variance(), torch.ones(2, dtype=torch.float64), atol=1e-12, rtol=0)
     torch.testing.assert_close(law.means, (raw.means - raw.mean()) / raw.variance().sqrt())

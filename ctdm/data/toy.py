@@ -102,8 +102,13 @@ def gauss1d_two_mode(separation: float = 5.0, std: float = 1.0, standardize: boo
     return law.standardized() if standardize else law
 
 
+# The 142 (x, y) points of Alberto Cairo's dino (Matejka & Fitzmaurice's Datasaurus Dozen), shipped
+# with the package so `data=dino` needs nothing beside it.
+DINO_FILE = Path(__file__).with_name("assets") / "datasaurus_dino.tsv"
+
+
 def dino(
-    path: str,
+    path: str | None = None,
     jitter: float = 0.15,
     dataset: str = "dino",
     standardize: bool = True,
@@ -113,9 +118,10 @@ def dino(
     Drawing a point of the file uniformly, adding N(0, jitter^2) and mapping x -> (x/54 - 1)*4,
     y -> (y/48 - 1)*4 is a mixture of one diagonal Gaussian per point. `path` is a tab- or
     comma-separated file with a header naming columns x and y (and optionally `dataset`, as in the
-    full DatasaurusDozen.tsv, whose rows are then filtered to `dataset`).
+    full DatasaurusDozen.tsv, whose rows are then filtered to `dataset`); None reads the packaged
+    points (DINO_FILE).
     """
-    points = read_datasaurus(path, dataset)
+    points = read_datasaurus(DINO_FILE if path is None else path, dataset)
     scale = torch.tensor([4 / 54, 4 / 48], dtype=torch.float64)
     means = (points / torch.tensor([54.0, 48.0], dtype=torch.float64) - 1) * 4
     law = GaussianMixture(means, (jitter * scale) ** 2)
@@ -129,7 +135,7 @@ def read_datasaurus(path: str, dataset: str = "dino") -> Tensor:
         raise FileNotFoundError(
             f"data.path={str(path)!r}: no such file. The dino set reads the Datasaurus points from a "
             "tab-separated file with columns x and y (e.g. datasaurus_dino.tsv); pass its location "
-            "with data.path=/path/to/datasaurus_dino.tsv."
+            "with data.path=/path/to/datasaurus_dino.tsv, or data.path=null for the points ctdm ships."
         )
     lines = [line for line in file.read_text().splitlines() if line.strip()]
     delimiter = "\t" if lines and "\t" in lines[0] else ","
