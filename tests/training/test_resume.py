@@ -82,3 +82,28 @@ def test_stop_and_resume_equals_a_straight_run(tmp_path):
         if key.startswith("eval/") and not key.endswith("seconds"):
             assert resumed["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
 
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run = ["debug=smoke", "logger=wandb", "trainer.max_steps=6", "trainer.val_check_interval=3"]
+
+    def run_ids(out: Path) -> list[str]:
+        return [p.name.rsplit("-", 1)[1] for p in (out / "wandb").glob("offline-run-*")]
+
+    try:
+        stop = ["+callbacks.stop._target_=helpers.SignalAtStep", "+callbacks.stop.step=3"]
+        with pytest.raises(SystemExit):
+            train(compose_config(run + stop, tmp_path / "first"))
+    finally:
+        wandb.finish()
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    first_id = run_ids(tmp_path / "first")
+    assert len(first_id) == 1 and torch.load(last, weights_only=False)["ctdm_wandb_id"] == first_id[0]
+    try:
+        train(compose_config(run + [f"ckpt_path={last}"], tmp_path / "resumed"))
+        assert wandb.run.id == first_id[0] and wandb.run.settings.resume == "allow"
+    finally:
+        wandb.finish()
+    assert run_ids(tmp_path / "resumed") == first_id
