@@ -138,10 +138,10 @@ def check_config(cfg: DictConfig) -> None:
     if strategy.startswith("ddp") and "spawn" not in strategy and _is_multirun():
         raise ValueError(
             f"trainer.strategy={strategy!r} re-launches the script once per device, which under Hydra "
-            "multirun (-m) would start nested sweeps. For a sweep, keep each job in one process: "
-            "trainer.strategy=ddp_spawn (ranks started inside the job, e.g. trainer=ddp_cpu "
-            "trainer.strategy=ddp_spawn), or one device per job (trainer=default, cpu or gpu); or run "
-            "each job as its own command without -m."
+            "multirun (-m) would start nested sweeps. For a sweep, give each job one device "
+            "(trainer=default, cpu or gpu), run each job as its own command without -m (e.g. a shell "
+            "loop), or use a launcher that starts every job as its own process (pip install "
+            "hydra-submitit-launcher, then hydra/launcher=submitit_slurm)."
         )
 
 

@@ -92,7 +92,7 @@ CASES = [
     (
         "multirun with a re-launching strategy",
         ["-m", "trainer=ddp_cpu"],
-        ["trainer.strategy='ddp'", "multirun", "ddp_spawn", "trainer=default"],
+        ["trainer.strategy='ddp'", "multirun", "trainer=default", "without -m", "submitit"],
     ),
     ("misspelt optimized_metric", ["optimized_metric=val/los"], ["val/los", "available", "val/loss"]),
 ]
