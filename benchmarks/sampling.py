@@ -18,6 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+import ctdm.config  # noqa: F401  (stores the config schema that conf/config.yaml composes on)
 from ctdm.data.toy import eight_gaussians
 from ctdm.metrics import mmd2
 from ctdm.samplers import DDPMSampler, ParallelSampler

@@ -75,6 +75,16 @@ def nonzero_variances(var: Tensor) -> Tensor:
     return out
 
 
+def per_row(table: Tensor, k: Tensor, like: Tensor) -> Tensor:
+    """table[k] shaped to multiply rows like `like` ([M, 1, ...] for k [M], [1, 1, ...] for 0-d k)."""
+    return append_dims(table[k], like.dim())
+
+
+def levels(table: Tensor, k: Tensor, like: Tensor) -> Tensor:
+    """Log-SNR levels [M] of the rows of `like` at steps k, for eps_fn."""
+    return table[k].expand(len(like)).contiguous()  # a real [M] tensor, as networks expect
+
+
 class StepSampler:
     """Base of the sequential samplers: subclasses set `steps`, `name`, `step_variance` [K] and
     `nfe_per_step` [K] and define `prior`, `drift` and `noise`.
@@ -135,13 +145,3 @@ class StepSampler:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, steps={self.steps})"
-
-
-def per_row(table: Tensor, k: Tensor, like: Tensor) -> Tensor:
-    """table[k] shaped to multiply rows like `like` ([M, 1, ...] for k [M], [1, 1, ...] for 0-d k)."""
-    return append_dims(table[k], like.dim())
-
-
-def levels(table: Tensor, k: Tensor, like: Tensor) -> Tensor:
-    """Log-SNR levels [M] of the rows of `like` at steps k, for eps_fn."""
-    return table[k].expand(len(like)).contiguous()
