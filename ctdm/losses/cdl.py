@@ -57,7 +57,11 @@ class ContrastiveDiffusionLoss(LossTerm):
 
     points: Monte-Carlo points per likelihood estimate; share_draws: log p and log p_zeta use the
     same (a, eps) draws (far less noisy, docs/cdl.md); max_batch: largest network call.
-    logs: cdl, cdl_acc (classifier accuracy), cdl_logit_clean / cdl_logit_noised (mean logits).
+    per_item_divisor: null averages the items' losses; a number D instead sums them, each divided by
+    D: the authors' loop, where each item's loss is divided by the batch size before its own
+    backward pass (`loss=itd_cdl_paper`: weight 1, D = B, so 2/B times the mean over 2 items).
+    logs: cdl (mean softplus over the items, whatever per_item_divisor), cdl_acc (classifier
+    accuracy), cdl_logit_clean / cdl_logit_noised (mean logits).
     """
 
     name = "cdl"
@@ -71,8 +75,12 @@ class ContrastiveDiffusionLoss(LossTerm):
         share_draws: bool = True,
         every_n_steps: int = 1,
         max_batch: int | None = None,
+        per_item_divisor: float | None = None,
     ):
         super().__init__(weight, every_n_steps)
+        if per_item_divisor is not None:
+            check_number("per_item_divisor", per_item_divisor, positive=True)
+        self.per_item_divisor = per_item_divisor
         if samples != "all" and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
             raise ValueError(f"samples must be an integer >= 1 or 'all', got {samples!r}.")
         check_int("points", points)
@@ -103,9 +111,10 @@ class ContrastiveDiffusionLoss(LossTerm):
             max_batch=self.max_batch,
         )
         sign = clean.to(x.dtype) * 2 - 1
-        loss = F.softplus(-sign * logit).mean()
+        per_item = F.softplus(-sign * logit)
+        loss = per_item.mean() if self.per_item_divisor is None else per_item.sum() / self.per_item_divisor
         logs = {
-            self.name: loss.detach(),
+            self.name: per_item.detach().mean(),  # the classifier's mean loss, comparable across presets
             f"{self.name}_acc": ((logit > 0) == clean).float().mean(),
             f"{self.name}_logit_clean": logit[clean].detach().mean()
             if clean.any()
