@@ -49,7 +49,8 @@ class EvalConfig:
     steps: int | None = MISSING
     num_samples: int = MISSING
     seed: int = MISSING
-    mmd_bandwidth: float = MISSING
+    mmd_bandwidth: Any = MISSING  # a number > 0 or "median" (checked by ctdm.metrics.check_bandwidth)
+    mmd_units: str = MISSING  # sigma | paper
     mmd_threshold: float | None = MISSING
     batch_size: int | None = MISSING
     every_n_steps: int | None = MISSING

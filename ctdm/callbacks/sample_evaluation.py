@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ctdm.callbacks.ema import averaged_weights
 from ctdm.logging import wandb_pass_curve
-from ctdm.metrics import mmd2
+from ctdm.metrics import check_bandwidth, mmd2
 from ctdm.plotting import plot_samples
 
 log = logging.getLogger(__name__)
@@ -78,21 +78,19 @@ class SampleEvaluation(L.Callback):
         samplers: Mapping | Sequence,
         num_samples: int = 2000,
         seed: int = 0,
-        mmd_bandwidth: float = 0.1,
+        mmd_bandwidth: float | str = 0.1,
         every_n_steps: int | None = None,
         output_dir: str | None = None,
         mmd_threshold: float | None = None,
         batch_size: int | None = None,
+        mmd_units: str = "sigma",
     ):
         super().__init__()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
             raise ValueError(f"eval.num_samples must be an integer >= 2, got {num_samples!r}.")
         if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps < 1):
             raise ValueError(f"eval.every_n_steps must be null or an integer >= 1, got {every_n_steps!r}.")
-        if not (
-            isinstance(mmd_bandwidth, (int, float)) and math.isfinite(mmd_bandwidth) and mmd_bandwidth > 0
-        ):
-            raise ValueError(f"eval.mmd_bandwidth must be a finite number > 0, got {mmd_bandwidth!r}.")
+        check_bandwidth(mmd_bandwidth, mmd_units, prefix="eval.mmd_")  # a number or "median"; sigma|paper
         if mmd_threshold is not None and not (
             isinstance(mmd_threshold, (int, float)) and math.isfinite(mmd_threshold)
         ):
@@ -112,11 +110,16 @@ class SampleEvaluation(L.Callback):
             )
         self.num_samples, self.seed = num_samples, seed
         self.mmd_bandwidth, self.every_n_steps = mmd_bandwidth, every_n_steps
+        self.mmd_units = mmd_units  # ctdm.metrics.mmd2's units: sigma (ctdm's) or paper (the authors')
         self.mmd_threshold, self.batch_size = mmd_threshold, batch_size
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.results: dict[str, float] = {}
         self.curves: dict[str, list[dict]] = {}
         self.plots: dict[str, Path] = {}
+
+    def mmd(self, samples: Tensor, reference: Tensor) -> float:
+        """Squared MMD in the configured bandwidth and units (eval.mmd_bandwidth, eval.mmd_units)."""
+        return float(mmd2(samples, reference, self.mmd_bandwidth, self.mmd_units))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -144,7 +147,7 @@ class SampleEvaluation(L.Callback):
         curve = [] if parallel and world == 1 and len(chunks) == 1 and reference is not None else None
 
         def hook(pass_index, x_last, info):
-            value = float(mmd2(x_last[: self.num_samples].cpu(), reference, self.mmd_bandwidth))
+            value = self.mmd(x_last[: self.num_samples].cpu(), reference)
             curve.append({"pass": pass_index, "nfe": info["nfe"], "mmd": value})
 
         # The plain nn.Module answering eps(z, logsnr), which a sampler may replicate over devices.
@@ -176,7 +179,7 @@ class SampleEvaluation(L.Callback):
             for sampler in self.samplers:
                 name, prefix = sampler.name, f"eval/{sampler.name}"
                 samples, stats, curve = self.generate(trainer, pl_module, sampler, shape, reference)
-                metrics[f"{prefix}/mmd"] = float(mmd2(samples, reference, self.mmd_bandwidth))
+                metrics[f"{prefix}/mmd"] = self.mmd(samples, reference)
                 metrics[f"{prefix}/nfe"] = stats["nfe"]
                 metrics[f"{prefix}/passes"] = stats["passes"]
                 metrics[f"{prefix}/seconds"] = stats["seconds"]
@@ -200,7 +203,7 @@ class SampleEvaluation(L.Callback):
                     if plot_samples(samples, reference, path, title) is not None:
                         self.plots[f"{prefix}/samples"] = path
             normal = torch.randn(self.num_samples, *shape, generator=torch.Generator().manual_seed(self.seed))
-            metrics["eval/normal_mmd"] = float(mmd2(normal, reference, self.mmd_bandwidth))
+            metrics["eval/normal_mmd"] = self.mmd(normal, reference)
         finally:
             pl_module.train(was_training)
         if trainer.is_global_zero and self.output_dir is not None:

@@ -2,7 +2,7 @@
 
 from ctdm.metrics.features import InceptionV3, RandomConvFeatures, TorchScriptInception
 from ctdm.metrics.image import ImageMetrics, load_ref_stats, real_stats_file
-from ctdm.metrics.mmd import mmd2
+from ctdm.metrics.mmd import check_bandwidth, median_heuristic, mmd2
 
 __all__ = [
     "ImageMetrics",
@@ -10,6 +10,8 @@ __all__ = [
     "RandomConvFeatures",
     "TorchScriptInception",
     "load_ref_stats",
+    "check_bandwidth",
+    "median_heuristic",
     "mmd2",
     "real_stats_file",
 ]

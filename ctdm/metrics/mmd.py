@@ -1,26 +1,67 @@
-"""Maximum mean discrepancy with a Gaussian kernel."""
+"""Maximum mean discrepancy with a Gaussian kernel, in ctdm's units or in the authors'.
+
+units="sigma" (ctdm's): k(u, v) = exp(-|u - v|^2 / (2 h^2)), `bandwidth` h a standard deviation.
+units="paper" (Wu et al.'s utils.kernel): k(u, v) = exp(-|u - v|^2 / (2 v)) / sqrt(2 pi v), `bandwidth`
+v a variance. Their dino bandwidth 0.03 is sigma = sqrt(0.03) = 0.1732, and their MMD^2 is
+1/sqrt(2 pi 0.03) = 2.303 times the plain kernel's at that sigma.
+bandwidth="median" (their 1-D runs): the kernel variance is the median squared distance between
+reference points (y), i.e. h^2 in sigma units, v in paper units.
+"""
+
+import math
 
 import torch
 from torch import Tensor
 
+UNITS = ("sigma", "paper")
+MEDIAN_POINTS = 2000  # the median heuristic reads the first this-many reference points (memory)
 
-def mmd2(x: Tensor, y: Tensor, bandwidth: float = 0.1) -> Tensor:
+
+def check_bandwidth(bandwidth, units: str = "sigma", prefix: str = "") -> None:
+    """A ValueError unless bandwidth is a finite number > 0 or "median" and units is sigma or paper;
+    the message names `<prefix>bandwidth` / `<prefix>units` (the callback passes "eval.mmd_")."""
+    number = not isinstance(bandwidth, bool) and isinstance(bandwidth, (int, float))
+    if not (bandwidth == "median" or (number and math.isfinite(bandwidth) and bandwidth > 0)):
+        raise ValueError(f"{prefix}bandwidth must be a finite number > 0 or 'median', got {bandwidth!r}.")
+    if units not in UNITS:
+        raise ValueError(
+            f"{prefix}units must be 'sigma' (bandwidth a standard deviation) or 'paper' (a variance, with the "
+            f"authors' 1/sqrt(2 pi variance) factor), got {units!r}."
+        )
+
+
+def median_heuristic(y: Tensor) -> float:
+    """The median squared distance between distinct points of y [m, d] (at most MEDIAN_POINTS of them).
+
+    The authors' utils.median_heuristic takes the median over all m^2 pairs, the m zeros of the
+    diagonal included: a shift of the quantile by 1/(2m), which distinct pairs leave out.
+    """
+    y = y[:MEDIAN_POINTS].flatten(1).double()
+    i, j = torch.triu_indices(len(y), len(y), 1)
+    return float(torch.cdist(y, y).pow(2)[i, j].median())
+
+
+def mmd2(x: Tensor, y: Tensor, bandwidth: float | str = 0.1, units: str = "sigma") -> Tensor:
     """Unbiased estimate of the squared MMD between samples x [n, d] and y [m, d] (n, m >= 2).
 
-    Kernel k(u, v) = exp(-|u - v|^2 / (2 bandwidth^2)). The estimate is zero in expectation when x
-    and y share a law, so it can come out slightly negative; computed in float64.
+    bandwidth: a number (a standard deviation for units="sigma", a variance for units="paper") or
+    "median" (see the module). The estimate is zero in expectation when x and y share a law, so it can
+    come out slightly negative; computed in float64. y is the reference (held-out data).
     """
-    if not bandwidth > 0:
-        raise ValueError(f"MMD bandwidth must be > 0, got {bandwidth!r}.")
+    check_bandwidth(bandwidth, units)
     if len(x) < 2 or len(y) < 2:
         raise ValueError(f"MMD needs at least 2 points on each side, got {len(x)} and {len(y)}.")
     x, y = x.flatten(1).double(), y.flatten(1).double()
-    gamma = 1.0 / (2 * bandwidth**2)
+    if bandwidth == "median":
+        variance = median_heuristic(y)
+    else:
+        variance = bandwidth if units == "paper" else bandwidth**2
+    scale = 1 / math.sqrt(2 * math.pi * variance) if units == "paper" else 1.0
 
     def mean_kernel(a: Tensor, b: Tensor, same: bool) -> Tensor:
-        k = torch.exp(-gamma * torch.cdist(a, b).pow(2))
+        k = torch.exp(-torch.cdist(a, b).pow(2) / (2 * variance))
         if same:  # drop the diagonal k(a_i, a_i) = 1
             return (k.sum() - len(a)) / (len(a) * (len(a) - 1))
         return k.mean()
 
-    return mean_kernel(x, x, True) + mean_kernel(y, y, True) - 2 * mean_kernel(x, y, False)
+    return scale * (mean_kernel(x, x, True) + mean_kernel(y, y, True) - 2 * mean_kernel(x, y, False))

@@ -51,7 +51,8 @@ CASES = [
     ("seed not an integer", ["seed=x"], ["seed", "'x'", "Integer"]),
     ("batch size not an integer", ["data.batch_size=1.5"], ["data.batch_size", "1.5", "Integer"]),
     ("max_steps not an integer", ["trainer.max_steps=abc"], ["trainer.max_steps", "abc", "Integer"]),
-    ("bandwidth not a number", ["eval.mmd_bandwidth=wide"], ["eval.mmd_bandwidth", "wide", "Float"]),
+    ("bandwidth not a number", ["eval.mmd_bandwidth=wide"], ["eval.mmd_bandwidth", "wide", "'median'"]),
+    ("unknown MMD units", ["eval.mmd_units=variance"], ["eval.mmd_units", "variance", "'paper'"]),
     (
         "val_points not an integer",
         ["diffusion.likelihood.val_points=many"],

@@ -37,3 +37,55 @@ def test_mmd2_separates_laws():
 def test_bad_bandwidth(bandwidth):
     with pytest.raises(ValueError, match="bandwidth"):
         mmd2(torch.zeros(3, 2), torch.ones(3, 2), bandwidth)
+
+
+def _paper_mmd_numpy(x, y, variance):
+    """The authors' utils.kernel + mmd_ci_kernel written out in numpy: broadcast distances, their
+    1/sqrt(2 pi v) factor, the reference's upper triangle, the samples' off-diagonal row means."""
+    import numpy as np
+
+    def kernel(a, b):
+        dist = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return np.exp(-0.5 * dist / variance) / np.sqrt(2 * np.pi * variance)
+
+    kxx, kxy, kyy = kernel(x, x), kernel(x, y), kernel(y, y)
+    upper = np.triu_indices(len(y), 1)
+    rows = (kxx.sum(1) - np.diag(kxx)) / (len(x) - 1)
+    return kyy[upper].mean() + rows.mean() - 2 * kxy.mean(1).mean()
+
+
+def test_paper_units_equal_the_authors_formula():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 2, generator=g, dtype=torch.float64) * 0.8
+    y = torch.randn(30, 2, generator=g, dtype=torch.float64) + 0.2
+    expected = _paper_mmd_numpy(x.numpy(), y.numpy(), 0.03)
+    assert float(mmd2(x, y, 0.03, units="paper")) == pytest.approx(expected, rel=1e-9)
+    # the same kernel as ctdm's sigma units at sigma = sqrt(0.03), times 1/sqrt(2 pi 0.03) = 2.303
+    plain = float(mmd2(x, y, math.sqrt(0.03)))
+    assert float(mmd2(x, y, 0.03, units="paper")) == pytest.approx(plain / math.sqrt(2 * math.pi * 0.03))
+    assert 1 / math.sqrt(2 * math.pi * 0.03) == pytest.approx(2.303, abs=1e-3)
+
+
+def test_median_bandwidth_is_the_median_squared_distance_of_the_reference():
+    import numpy as np
+
+    from ctdm.metrics import median_heuristic
+
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(25, 1, generator=g, dtype=torch.float64), torch.randn(31, 1, generator=g) * 3
+    yn = y.double().numpy()
+    d2 = (yn - yn.T) ** 2
+    med = np.median(d2[np.triu_indices(len(yn), 1)])  # 465 pairs: odd, so no averaging question
+    assert median_heuristic(y) == pytest.approx(med, rel=1e-12)
+    for units in ("paper", "sigma"):
+        direct = mmd2(x, y, med if units == "paper" else math.sqrt(med), units=units)
+        assert float(mmd2(x, y, "median", units=units)) == pytest.approx(float(direct), rel=1e-12)
+    assert float(mmd2(x, y, "median", "paper")) == pytest.approx(
+        _paper_mmd_numpy(x.numpy(), yn, med), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("bandwidth,units,match", [("wide", "sigma", "'median'"), (0.1, "variance", "units")])
+def test_bad_bandwidth_or_units_are_named(bandwidth, units, match):
+    with pytest.raises(ValueError, match=match):
+        mmd2(torch.zeros(3, 2), torch.ones(3, 2), bandwidth, units)
