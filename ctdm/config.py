@@ -11,8 +11,11 @@ the run itself relies on (`data.batch_size`, `loss.<term>.weight`, `trainer.max_
 by `SharedKeys` and range-checked by `check_config`, before any data is read.
 """
 
+import os
 import re
 import shutil
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,8 @@ class EvalConfig:
     mmd_threshold: float | None = MISSING
     batch_size: int | None = MISSING
     every_n_steps: int | None = MISSING
+    fid: Any = None  # conf/eval/fid: FID / KID settings for image data (ctdm.metrics.ImageMetrics)
+    progress_bar: bool = MISSING
 
 
 @dataclass
@@ -190,6 +195,27 @@ def render_error(err: BaseException, cfg: DictConfig | None = None) -> str:
     if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
         return f"{err.full_key}: {str(err).splitlines()[0]}"
     return str(err)
+
+
+@contextmanager
+def user_errors(cfg: DictConfig):
+    """The CLI entry points' frame: a config, data file or checkpoint the user can fix prints one
+    paragraph, no traceback, exit 1, and no run folder is left behind if nothing was written yet
+    (HYDRA_FULL_ERROR=1 keeps the whole trace). W&B runs are closed whatever happens, since multirun
+    jobs share a process and the next job starts its own."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        remove_failed_run_folder(cfg.paths.output_dir)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {render_error(err, cfg)}\n(HYDRA_FULL_ERROR=1 prints the trace.)", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
 
 
 def remove_failed_run_folder(output_dir: str | Path) -> None:

@@ -60,6 +60,7 @@ class DiffusionModule(L.LightningModule):
         zeta = cdl.zeta if cdl is not None else None
         self.val_cdl = ContrastiveDiffusionLoss(weight=0.0, points=self.likelihood["val_points"], zeta=zeta)
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
+        self.run_choices: dict | None = None  # and the config-group choices that composed it
         # Training noise of step s on rank r is drawn from step_seed(noise_seed, s, r) (train.py sets
         # the run's seed), so a resumed run draws exactly what a straight run would.
         self.noise_seed = 0
@@ -168,6 +169,8 @@ class DiffusionModule(L.LightningModule):
             checkpoint["ctdm_wandb_id"] = wandb[0].version
         if self.run_config is not None:
             checkpoint["ctdm_config"] = self.run_config
+        if self.run_choices:  # Hydra's group choices: ctdm.evaluate recomposes the same config groups
+            checkpoint["ctdm_choices"] = self.run_choices
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

@@ -7,25 +7,18 @@ short summary.
 
 import json
 import logging
-import os
-import sys
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ctdm.callbacks import SampleEvaluation
 from ctdm.checkpoint import check_network, load_checkpoint
-from ctdm.config import (
-    USER_ERRORS,
-    check_config,
-    check_optimized_metric,
-    remove_failed_run_folder,
-    render_error,
-)
+from ctdm.config import check_config, check_optimized_metric, user_errors
 from ctdm.logging import instantiate_loggers
 
 log = logging.getLogger(__name__)
@@ -59,6 +52,9 @@ def train(cfg: DictConfig) -> dict:
     model.run_config = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
     )
+    if HydraConfig.initialized():
+        choices = OmegaConf.to_container(HydraConfig.get().runtime.choices)
+        model.run_choices = {k: v for k, v in choices.items() if v is not None}
     loggers = instantiate_loggers(cfg)  # W&B's name, group, tags, job type from the run (ctdm.logging)
     for logger in loggers:  # the resolved config: W&B's run config, the CSV logger's hparams.yaml
         logger.log_hyperparams(model.run_config)
@@ -126,21 +122,8 @@ def _write_summary(summary: dict) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    try:
+    with user_errors(cfg):
         summary = train(cfg)
-    except USER_ERRORS as err:
-        # A config, data file or checkpoint the user can fix: one paragraph, no traceback, no run
-        # folder left behind if nothing was written yet. HYDRA_FULL_ERROR=1 keeps the whole trace.
-        remove_failed_run_folder(cfg.paths.output_dir)
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"Error: {render_error(err, cfg)}\n(HYDRA_FULL_ERROR=1 prints the trace.)", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        import wandb  # multirun jobs share a process: close the run so the next job starts its own
-
-        if wandb.run is not None:
-            wandb.finish()
     # The value Hydra sweepers (e.g. Optuna) minimise, when `optimized_metric` names one.
     key = cfg.get("optimized_metric")
     return summary["metrics"][key] if key else None

