@@ -25,6 +25,9 @@ class DiffusionModule(L.LightningModule):
     likelihood: the ITD reference. loc / scale / clip of the log-SNR range and `ref_var` (one number
         for every dimension) default to what the training data's per-dimension variances give;
         `val_points` Monte-Carlo points per held-out sample for val/nll and val/cdl.
+    compile: torch.compile the network (`nn.Module.compile`, in place: checkpoints are the same with and
+        without it); a mapping gives torch.compile's arguments, e.g. {"mode": "max-autotune"}.
+    channels_last: convolution weights in NHWC layout (UNets on GPUs: tensor-core convolutions).
     The data variances are a buffer, so they travel in checkpoints with the weights.
     """
 
@@ -38,9 +41,21 @@ class DiffusionModule(L.LightningModule):
         likelihood: Mapping | None = None,
         val_seed: int = 0,
         skip_nonfinite: bool = False,
+        compile: bool | Mapping = False,
+        channels_last: bool = False,
     ):
         super().__init__()
         check_weights(loss)
+        if not isinstance(compile, (bool, Mapping)) or not isinstance(channels_last, bool):
+            raise ValueError(
+                f"model.compile={compile!r}, model.channels_last={channels_last!r}: compile is true, false "
+                "or a mapping of torch.compile arguments (e.g. {mode: max-autotune}); channels_last is true "
+                "or false."
+            )
+        if channels_last:  # only 4-D weights change layout; convolutions then run and answer in NHWC
+            net.to(memory_format=torch.channels_last)
+        if compile:  # in place (nn.Module.compile): the state dict keeps its names, no `_orig_mod.`
+            net.compile(**(compile if isinstance(compile, Mapping) else {}))
         self.parameterization = parameterization(net)
         self.loss_terms = dict(loss)
         self.optimizer_factory = optimizer
@@ -143,8 +158,10 @@ class DiffusionModule(L.LightningModule):
         return loss if finite else None
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        # The same levels and noise at every validation, so curves move only when the model does.
-        generator = torch.Generator(device=batch.device).manual_seed(self.val_seed + batch_idx)
+        # The same levels and noise at every validation, so curves move only when the model does; each
+        # DDP rank its own draws (its batch_idx counts its own share of the held-out data).
+        seed = self.val_seed + batch_idx + (self.global_rank << 20)
+        generator = torch.Generator(device=batch.device).manual_seed(seed)
         loss, logs = self.objective(batch, generator)
         logs.update(self.val_cdl(self.eps, batch, generator, self.reference)[1])
         points = self.likelihood["val_points"]
