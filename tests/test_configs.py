@@ -40,7 +40,13 @@ def fake_data(option: str, root) -> list[str]:
 
 
 # Networks for images compose with an image data set.
-MODEL_DATA = {"unet_small": "digits", "unet_cifar": "cifar10"}
+MODEL_DATA = {"unet_small": "digits", "unet_cifar": "cifar10", "pretrained_ddpm": "cifar10"}
+# Options that load pretrained weights (and read their data set's files): a tiny stand-in model.
+PRETRAINED = {
+    "pretrained_ddpm": "cifar10",
+    "cifar10_ddpm_cdl_finetune": "cifar10",
+    "cifar10_ddpm_mse_finetune": "cifar10",
+}
 
 
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
@@ -51,6 +57,13 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
         override.append(f"data={data}")
     if data and "root" in (CONF / "data" / f"{data}.yaml").read_text():
         override += fake_data(data, tmp_path / "data")
+    if option in PRETRAINED:  # a saved UNet2DModel of the data's shape instead of a Hub download
+        from ctdm.nets.pretrained import save_tiny_ddpm
+
+        shape = make_cfg([f"data={PRETRAINED[option]}"]).data.shape
+        override.append(f"model.net.path={save_tiny_ddpm(tmp_path / 'unet', list(shape))}")
+        if group == "experiment":
+            override += fake_data(PRETRAINED[option], tmp_path / "data")
     cfg = make_cfg(override)
     if group == "data":
         dm = instantiate(cfg.data)
