@@ -1,8 +1,12 @@
-"""Fine-tuning a saved diffusers model through `python -m ctdm.train`; its bad inputs as users see them."""
+"""Fine-tuning a saved diffusers model with `ctdm.train`, scoring it with `ctdm.evaluate`, bad inputs."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import run_cli
@@ -10,7 +14,10 @@ from hydra.utils import instantiate
 
 from ctdm.checkpoint import check_network, load_checkpoint
 from ctdm.data import fake
+from ctdm.diffusion import DDPMSchedule, EpsPrediction
+from ctdm.nets import PretrainedUNet
 from ctdm.nets.pretrained import save_tiny_ddpm
+from ctdm.samplers import DDPMSampler
 
 diffusers = pytest.importorskip("diffusers")
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -106,3 +113,30 @@ def test_bad_pretrained_inputs_fail_in_one_paragraph(tmp_path, case, expected):
     assert f"model.net.path={str(path)!r}" in error
     assert re.search(expected, error), error
     assert not (out / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_scores_a_pretrained_folder_without_a_checkpoint(tmp_path):
+    """`python -m ctdm.evaluate model=pretrained_ddpm model.net.path=<folder>`: no training, no ckpt_path;
+    its samples are the folder's model sampled directly (20-step DDPM on the same per-sample seeds), so the
+    built model carries the pretrained weights."""
+    folder = save_tiny_ddpm(tmp_path / "unet", [1, 8, 8])
+    out = tmp_path / "eval"
+    args = ["model=pretrained_ddpm", f"model.net.path={folder}", "data=digits", "debug=smoke", "logger=csv"]
+    result = subprocess.run(
+        [sys.executable, "-m", "ctdm.evaluate", *args, f"hydra.run.dir={out}"],
+        cwd=tmp_path,
+        env={**os.environ, "WANDB_MODE": "disabled", **ONE_THREAD},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    samples = torch.from_numpy(np.load(out / "samples_ddpm.npz")["samples"])
+    net = PretrainedUNet(str(folder), [1, 8, 8]).eval()
+    seeds = torch.arange(len(samples))  # eval.seed=0: sample i draws from seed (0 << 32) + i
+    with torch.no_grad():
+        expected, _ = DDPMSampler(steps=20, schedule=DDPMSchedule())(EpsPrediction(net), (1, 8, 8), seeds)
+    torch.testing.assert_close(samples, expected, atol=1e-4, rtol=1e-4)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval/ddpm/num_samples"] == len(samples) == 16
