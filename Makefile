@@ -19,12 +19,12 @@ test-fast:  ## skip the slow end-to-end runs
 train:  ## the embedded default run (2-D eight Gaussians, CPU, about a minute); ARGS=... for overrides
 	$(PY) -m ctdm.train $(ARGS)
 
-sweep:  ## a Hydra multirun over the MSE weight; ARGS=... for more overrides
-	$(PY) -m ctdm.train -m loss.mse.weight=0.5,1.0 $(ARGS)
+sweep:  ## the CPU-sized dino comparison (5 arms x 3 seeds x 2 recipes, joblib) and its report.md; ARGS=...
+	$(PY) experiments/paper_dino.py $(ARGS)
 
 lint:
-	$(PY) -m ruff check ctdm tests benchmarks
-	$(PY) -m ruff format --check ctdm tests benchmarks
+	$(PY) -m ruff check ctdm tests benchmarks experiments
+	$(PY) -m ruff format --check ctdm tests benchmarks experiments
 
 bench:  ## benchmark scripts under benchmarks/ (each prints side-by-side figures)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

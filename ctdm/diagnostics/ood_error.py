@@ -83,7 +83,8 @@ def measure_ood_error(
     Runs `sampler` (sequential or parallel) with a recording eps_fn for `num_samples` samples (seeds
     seed << 32 + i, as the evaluation callback draws them); path states are drawn at the very levels
     the sampler queried, so (a) and (b) differ only in where z lies. Returns a JSON-ready dict:
-    error_on_paths, error_at_queries (means over states), ratio, queries (states), calls, and both
+    error_on_paths, error_at_queries (means over states), ratio, their medians (median_on_paths,
+    median_at_queries, median_ratio), queries (states), calls, and both
     means per log-SNR bin (`by_logsnr`: bin edges and the two curves; empty bins are null).
     """
     shape = tuple(shape) if shape is not None else (law.dim,)
@@ -103,10 +104,15 @@ def measure_ood_error(
         return [float(s / c) if c else None for s, c in zip(sums, counts, strict=True)]
 
     paths, queries = float(on_paths.mean()), float(on_queries.mean())
+    median_paths, median_queries = float(on_paths.median()), float(on_queries.median())
     return {
         "error_on_paths": paths,
         "error_at_queries": queries,
         "ratio": queries / paths if paths > 0 else math.inf,
+        # medians: the means are dominated by the first Picard iterates, far off the data
+        "median_on_paths": median_paths,
+        "median_at_queries": median_queries,
+        "median_ratio": median_queries / median_paths if median_paths > 0 else math.inf,
         "queries": len(a_q),
         "calls": recorder.calls,
         "by_logsnr": {
@@ -192,7 +198,8 @@ def load_denoiser(checkpoint_path: str | Path):
     checkpoint = load_checkpoint(checkpoint_path)
     cfg = checkpoint["ctdm_config"]
     module = instantiate(cfg["model"], loss=instantiate(cfg["loss"], _convert_="all"))
-    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module.on_load_checkpoint(checkpoint)  # sizes the data_var buffer from the checkpoint
+    module.load_state_dict(checkpoint["state_dict"])
     module.eval()
     datamodule = instantiate(cfg["data"])
     return module.eps, getattr(datamodule, "law", None), cfg
