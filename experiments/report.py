@@ -19,7 +19,7 @@ import torch
 import yaml
 from hydra.utils import instantiate
 
-# The authors' numbers (one seed each; their MMD units), by experiment, sampler and arm (docs/experiments.md).
+# The authors' numbers (one seed each; their MMD units) from their notebooks, by experiment and arm.
 PAPER = {
     "paper_dino": {
         "itd_cdl_paper": {
