@@ -27,6 +27,7 @@ from ctdm.data.images import to_model_range
 from ctdm.logging import wandb_pass_curve
 from ctdm.metrics import ImageMetrics, check_bandwidth, mmd2, real_stats_file
 from ctdm.plotting import plot_samples
+from ctdm.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,8 @@ class SampleEvaluation(L.Callback):
         parts, nfe, passes, seconds, converged = [], 0.0, 0, 0.0, True
         for chunk in chunks:
             kwargs = {"hook": hook} if parallel else {}
-            samples, stats = sampler(denoiser, shape, chunk, device=pl_module.device, **kwargs)
+            with autocast(trainer.precision, pl_module.device):  # the network as in training (bf16-mixed)
+                samples, stats = sampler(denoiser, shape, chunk, device=pl_module.device, **kwargs)
             parts.append(samples)
             nfe += stats.nfe * len(chunk) / len(seeds)
             passes, seconds = max(passes, stats.passes), seconds + stats.seconds
