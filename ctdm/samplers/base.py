@@ -5,7 +5,8 @@ A sampler over K steps is three pieces (k-diffusion style, plain tensors, no Lig
     x_0     = prior(n_0)
     x_{k+1} = x_k + drift(eps_fn, x_k, k, n_{k+1}) + noise(n_{k+1}, k)        k = 0 .. K-1
 
-where n_0 .. n_K are standard normal draws fixed up front from each sample's own generator. The step
+where n_j is draw j of the sample's own counter-based generator (ctdm.samplers.noise: a pure function of
+(seed, j), so a step's noise can be drawn whenever the step is reached, in any order). The step
 index k is always a tensor: one index per row ([M] long, the parallel solver, whose rows sit at
 different steps) or one index for every row (a 0-d tensor, the sequential loop below). `drift` is a
 deterministic function of x_k (it may use n_{k+1} inside, as EDM's churn does), so one definition
@@ -24,6 +25,8 @@ from torch import Tensor
 
 from ctdm.diffusion.channel import append_dims
 from ctdm.samplers.noise import per_sample_normal
+
+NOISE_CHUNK_ELEMENTS = 1 << 22  # noise values the sequential loop draws at once (16 MB in float32)
 
 
 @dataclass
@@ -122,23 +125,26 @@ class StepSampler:
                 )
         return moved
 
-    def draw_noise(self, shape: tuple[int, ...], seeds: Tensor, device=None) -> Tensor:
-        """n_0 .. n_K for every sample: [N, K+1, *shape], row i from the generator seeded with seeds[i]."""
-        return per_sample_normal(seeds, (self.steps + 1, *shape), device=device)
-
     @torch.no_grad()
     def __call__(
         self, eps_fn, shape: tuple[int, ...], seeds: Tensor, device=None
     ) -> tuple[Tensor, SamplerStats]:
-        """Samples [len(seeds), *shape]; sample i uses only the generator seeded with seeds[i]."""
+        """Samples [len(seeds), *shape]; sample i uses only the draws of seeds[i]."""
         start = time.perf_counter()
-        eps_fn = as_eps_fn(eps_fn)
-        noise = self.draw_noise(tuple(shape), seeds, device)
-        steps = self.on(noise.device, noise.dtype)
-        x = steps.prior(noise[:, 0])
-        for i, k in enumerate(torch.arange(self.steps, device=noise.device)):  # k: 0-d, shared by every row
-            n = noise[:, i + 1]
-            x = x + steps.drift(eps_fn, x, k, n) + steps.noise(n, k)
+        eps_fn, shape = as_eps_fn(eps_fn), tuple(shape)
+        seeds = torch.as_tensor(seeds, dtype=torch.long, device=device)
+        x = per_sample_normal(seeds, 0, shape)
+        steps = self.on(x.device, x.dtype)
+        x = steps.prior(x)
+        # The steps' noise is drawn a chunk of steps at a time: few generator calls, bounded memory.
+        chunk = max(1, NOISE_CHUNK_ELEMENTS // max(1, x.numel()))
+        all_steps = torch.arange(self.steps, device=x.device)
+        for first in range(0, self.steps, chunk):
+            ks = all_steps[first : first + chunk]
+            noise = per_sample_normal(seeds[:, None], ks[None, :] + 1, shape)  # [N, chunk, *shape]
+            for i, k in enumerate(ks):  # k: 0-d, shared by every row
+                n = noise[:, i]
+                x = x + steps.drift(eps_fn, x, k, n) + steps.noise(n, k)
         return x, SamplerStats(
             nfe=int(self.nfe_per_step.sum()), passes=self.steps, seconds=time.perf_counter() - start
         )

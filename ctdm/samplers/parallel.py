@@ -1,20 +1,21 @@
 """Parallel sampling by Picard iteration (ParaDiGMS, Shih et al. 2023) over any sequential step sampler.
 
 The sequential chain x_{k+1} = x_k + drift(x_k, k) + noise_k has the fixed point
-x_{k} = x_0 + sum_{j<k} (drift(x_j, j) + noise_j). With every step's noise drawn up front (from each
-sample's own generator, the same draws the sequential loop uses), the solver holds the whole
-trajectory x_0..x_K, initialised to x_0, and each pass:
+x_k = x_b + sum_{b<=j<k} (drift(x_j, j) + noise_j) for any exact x_b. Each sample has its own window
+of W steps b..b+W-1 and holds only the W+1 states x_b..x_{b+W} it needs (a ring buffer: x_k in slot
+k mod (W+1)) and the W steps' noise (slot k mod W). Each pass:
 
-1. evaluates the drift of the W steps b..b+W-1 of each sample's window in ONE batched eps_fn call
-   (two for Heun), optionally split over several devices;
+1. evaluates the drift of every sample's window in ONE batched eps_fn call (two for Heun), optionally
+   split over several devices;
 2. rebuilds the window as x_b + cumsum(drift + noise);
-3. measures each new state's change ||new - old||^2 / (step_variance_k * d), with step_variance_k the
-   base sampler's per-step variance (see StepSampler: DDPM's posterior variance of the same log-SNR
-   transition, also for ODE steps), and slides the window start as `window_advance` says.
+3. measures each new state's change ||new - old||^2 / (variance * d) (`change_scale`: ctdm's rule
+   divides x_{k+1}'s change by step k's variance, the authors' by step k+1's), and slides the window
+   start as `window_advance` says. Steps entering the window get their noise then (draw k+1 of the
+   sample's counter-based generator, the same draw the sequential loop uses) and start at x_0.
 
-Each sample has its own window, so sample i's result and pass count do not depend on the batch.
-Samples that finished drop out of the batch. With the same noise the fixed point is the sequential
-trajectory, so a tiny tolerance reproduces it up to float rounding.
+So memory grows with N x W, not with the steps, and sample i's result and pass count do not depend on
+the batch. Samples that finished drop out of the batch. With the same noise the fixed point is the
+sequential trajectory, so a tiny tolerance reproduces it up to float rounding.
 """
 
 import copy
@@ -24,8 +25,32 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ctdm.diffusion.channel import append_dims
 from ctdm.diffusion.checks import check_int, check_number
 from ctdm.samplers.base import SamplerStats, StepSampler, as_eps_fn
+from ctdm.samplers.noise import per_sample_normal
+
+TOLERANCE_RULES = ("same_step", "next_step")
+
+
+def change_scale(step_variance: Tensor, rule: str = "same_step") -> Tensor:
+    """The variance [K] that the change of state x_{k+1} (made by step k) is measured in, per rule.
+
+    same_step (ctdm): step k's own variance `step_variance[k]` (see StepSampler).
+    next_step (the authors' code, after ParaDiGMS): the variance of step k+1, the step that starts
+    from x_{k+1}. The last step ends at the clean level, where that variance is zero, and x_K starts
+    no step: both get 0, i.e. they count as converged only once they stop changing (the authors
+    divide by 1e-20 and by 0). About one pass more than same_step.
+    """
+    if rule == "same_step":
+        return step_variance
+    if rule == "next_step":
+        return torch.cat([step_variance[1:-1], step_variance.new_zeros(min(2, len(step_variance)))])
+    raise ValueError(
+        f"tolerance_rule must be one of {', '.join(TOLERANCE_RULES)} (same_step: each state's change in "
+        f"units of the variance of the step that made it, ctdm's rule; next_step: of the step that starts "
+        f"from it, the authors' rule), got {rule!r}."
+    )
 
 
 def window_advance(change: Tensor, valid: Tensor, tolerance: float) -> Tensor:
@@ -78,17 +103,35 @@ def split_over_devices(denoiser, devices: Sequence) -> Callable:
     return split_eps
 
 
+def in_chunks(eps_fn: Callable, max_batch: int) -> Callable:
+    """An eps_fn that passes at most `max_batch` rows to `eps_fn` per call (bounds the network's memory)."""
+
+    def chunked_eps(z: Tensor, logsnr: Tensor) -> Tensor:
+        if len(z) <= max_batch:
+            return eps_fn(z, logsnr)
+        chunks = zip(z.split(max_batch), logsnr.split(max_batch), strict=True)
+        return torch.cat([eps_fn(*chunk) for chunk in chunks])
+
+    return chunked_eps
+
+
 class ParallelSampler:
     """Picard (ParaDiGMS) solver that runs a sequential StepSampler's steps in parallel.
 
     base: the sequential StepSampler whose steps are solved (its steps, noise and seeds);
     window: steps evaluated per pass (None: every step; clipped to the steps);
-    tolerance: > 0, on the root-mean-square change per dimension in units of the step's std;
-    max_passes: stop after this many passes (None: steps, always enough); devices: split each pass's
-    batch over these devices (None: the device of the samples); name: None gives "para_<base name>".
+    tolerance: > 0, on the root-mean-square change per dimension in units of a step's std;
+    tolerance_rule: which step's variance (`change_scale`): "same_step" (ctdm) or "next_step" (the
+    authors', for pass counts comparable with the paper's); max_passes: stop after this many passes
+    (None: steps, always enough); devices: split each pass's batch over these devices (None: the
+    device of the samples); max_batch: at most this many rows per network call (None: the whole pass,
+    N x window rows, in one call); name: None gives "para_<base name>".
     Call: sampler(eps_fn, shape, seeds, device=None, hook=None) -> (samples, stats). `hook(pass_index,
-    x_last, info)` runs after every pass with the current last state of every sample [N, *shape] and
-    info {"nfe": evaluations per sample so far, "active": samples still iterating}.
+    x_last, info)` runs after every pass with the current last state of every sample [N, *shape] (x_0
+    until the sample's window reaches the last step) and info {"nfe": evaluations per sample so far,
+    "active": samples still iterating}.
+    Memory: 2 W + 1 states per sample held, plus the pass's temporaries over its W steps (about ten
+    more states per step, and the network's activations for N x W rows unless max_batch bounds them).
     """
 
     parallel = True
@@ -101,6 +144,8 @@ class ParallelSampler:
         max_passes: int | None = None,
         devices: Sequence | None = None,
         name: str | None = None,
+        tolerance_rule: str = "same_step",
+        max_batch: int | None = None,
     ):
         if not isinstance(base, StepSampler):
             raise ValueError(
@@ -113,23 +158,39 @@ class ParallelSampler:
         self.tolerance = check_number("tolerance", tolerance, positive=True)
         self.max_passes = self.steps if max_passes is None else check_int("max_passes", max_passes)
         self.devices = list(devices) if devices else None
+        self.max_batch = None if max_batch is None else check_int("max_batch", max_batch)
         self.name = name if name is not None else f"para_{base.name}"
+        self.tolerance_rule = tolerance_rule
+        self.change_scale = change_scale(base.step_variance, tolerance_rule)  # checks the rule
 
     @torch.no_grad()
     def __call__(
         self, eps_fn, shape: tuple[int, ...], seeds: Tensor, device=None, hook=None
     ) -> tuple[Tensor, SamplerStats]:
         start = time.perf_counter()
-        K, W = self.steps, self.window
+        K, W, shape = self.steps, self.window, tuple(shape)
         eps_fn = split_over_devices(eps_fn, self.devices) if self.devices else as_eps_fn(eps_fn)
-        noise = self.base.draw_noise(tuple(shape), seeds, device)  # [N, K+1, *shape]
-        N, dim = noise.shape[0], max(1, noise[0, 0].numel())
-        dev = noise.device
-        base = self.base.on(dev, noise.dtype)
-        traj = base.prior(noise[:, 0]).unsqueeze(1).repeat(1, K + 1, *([1] * len(shape)))  # [N, K+1, *shape]
-        scale = self.base.step_variance.to(dev) * dim  # float64 [K]
-        begin = torch.zeros(N, dtype=torch.long, device=dev)
+        eps_fn = in_chunks(eps_fn, self.max_batch) if self.max_batch else eps_fn
+        seeds = torch.as_tensor(seeds, dtype=torch.long, device=device)
+        x0 = per_sample_normal(seeds, 0, shape)
+        N, dim, dev = len(x0), max(1, x0[0].numel()), x0.device
+        base = self.base.on(dev, x0.dtype)
+        x0 = base.prior(x0)
+        # A zero variance (next_step's last two states): converged only when unchanged (change / tiny = inf).
+        scale = self.change_scale.to(dev).clamp(min=torch.finfo(torch.float64).tiny) * dim  # float64 [K]
+        states = x0.unsqueeze(1).repeat(1, W + 1, *([1] * len(shape)))  # x_k in slot k % (W+1)
+        noise = x0.new_empty((N, W, *shape))  # n_{k+1} of step k in slot k % W
+
+        def enter(samples: Tensor, steps: Tensor) -> None:
+            """Steps entering windows: draw their noise, start the states they make at x_0."""
+            noise[samples, steps % W] = per_sample_normal(seeds[samples], steps + 1, shape)
+            states[samples, (steps + 1) % (W + 1)] = x0[samples]
+
         offsets = torch.arange(W, device=dev)
+        samples, first = torch.meshgrid(torch.arange(N, device=dev), offsets, indexing="ij")
+        enter(samples.flatten(), first.flatten())
+        nfe_before = torch.cat([base.nfe_per_step.new_zeros(1), base.nfe_per_step.cumsum(0)])  # [K+1]
+        begin = torch.zeros(N, dtype=torch.long, device=dev)
         evaluations, passes = 0, 0
         while passes < self.max_passes:
             active = (begin < K).nonzero().squeeze(1)
@@ -137,37 +198,57 @@ class ParallelSampler:
                 break
             passes += 1
             b = begin[active]  # [A]
-            steps = b[:, None] + offsets  # [A, W] step indices of each window
+            width = min(W, K - int(b.min()))  # no column that is past the last step for every sample
+            steps = b[:, None] + offsets[:width]  # [A, width] step indices of each window
             valid = steps < K
-            steps = steps.clamp(max=K - 1)
-            rows_a, rows_w = valid.nonzero(as_tuple=True)  # flattened valid (sample, step) pairs
-            sample_of_row, step_of_row = active[rows_a], steps[rows_a, rows_w]
-            x_in = traj[sample_of_row, step_of_row]
-            n_in = noise[sample_of_row, step_of_row + 1]
-            delta = base.drift(eps_fn, x_in, step_of_row, n_in) + base.noise(n_in, step_of_row)
-            evaluations += int(base.nfe_per_step[step_of_row].sum())
-            increments = traj.new_zeros((len(active), W, *shape))
-            increments[rows_a, rows_w] = delta
-            new = traj[active, b].unsqueeze(1) + increments.cumsum(1)  # new x_{b+1} .. x_{b+W}
-            old = traj[active[:, None], steps + 1]
-            change = (new - old).flatten(2).double().pow(2).sum(-1) / scale[steps]  # [A, W]
-            traj[sample_of_row, step_of_row + 1] = new[rows_a, rows_w]
-            begin[active] = b + window_advance(change, valid, self.tolerance)
+            if width == W and bool(valid.all()):  # every window full: no compaction
+                sample_of_row, step_of_row = active.repeat_interleave(width), steps.flatten()
+            else:
+                rows_a, rows_w = valid.nonzero(as_tuple=True)  # flattened valid (sample, step) pairs
+                sample_of_row, step_of_row = active[rows_a], steps[rows_a, rows_w]
+            x_in = states[sample_of_row, step_of_row % (W + 1)]
+            n_in = noise[sample_of_row, step_of_row % W]
+            delta = base.drift(eps_fn, x_in, step_of_row, n_in).add_(base.noise(n_in, step_of_row))
+            evaluations += int((nfe_before[(b + width).clamp(max=K)] - nfe_before[b]).sum())
+            if len(delta) == valid.numel():
+                increments = delta.view(len(active), width, *shape)
+            else:
+                increments = x0.new_zeros((len(active), width, *shape))
+                increments[rows_a, rows_w] = delta
+            # x_{b+1} .. x_{b+width}; past the last step it repeats x_K (never read, see below).
+            new = increments.cumsum_(1).add_(states[active, b % (W + 1)].unsqueeze(1))
+            slots = (steps + 1) % (W + 1)
+            change = states[active[:, None], slots].sub_(new).square_().flatten(2).sum(-1)  # [A, width]
+            change = change.double() / scale[steps.clamp(max=K - 1)]
+            # Written whole: the slot of a step k >= K holds x_{k-W}, before the window start, unused.
+            states[active[:, None], slots] = new
+            advance = window_advance(change, valid, self.tolerance)
+            begin[active] = b + advance
+            # The steps b+W .. b+W+advance-1 (those before K) enter the windows.
+            entering = b[:, None] + W + offsets
+            rows_a, rows_w = ((offsets < advance[:, None]) & (entering < K)).nonzero(as_tuple=True)
+            enter(active[rows_a], entering[rows_a, rows_w])
             if hook is not None:
                 hook_start = time.perf_counter()
-                hook(passes, traj[:, K], {"nfe": evaluations / N, "active": int((begin < K).sum())})
+                info = {"nfe": evaluations / N, "active": int((begin < K).sum())}
+                hook(passes, self._last(states, x0, begin), info)
                 start += time.perf_counter() - hook_start  # the hook's time is not the sampler's
         stats = SamplerStats(
             nfe=evaluations / N,
             passes=passes,
             seconds=time.perf_counter() - start,
             converged=bool((begin >= K).all()),
-            extra={"window": W, "tolerance": self.tolerance},
+            extra={"window": W, "tolerance": self.tolerance, "tolerance_rule": self.tolerance_rule},
         )
-        return traj[:, K].clone(), stats
+        return self._last(states, x0, begin), stats
+
+    def _last(self, states: Tensor, x0: Tensor, begin: Tensor) -> Tensor:
+        """The current x_K of every sample: its ring slot once its window reaches step K, x_0 before."""
+        K, W = self.steps, self.window
+        return torch.where(append_dims(begin + W >= K, x0.dim()), states[:, K % (W + 1)], x0)
 
     def __repr__(self) -> str:
         return (
             f"ParallelSampler(name={self.name!r}, base={self.base!r}, window={self.window}, "
-            f"tolerance={self.tolerance})"
+            f"tolerance={self.tolerance}, tolerance_rule={self.tolerance_rule!r})"
         )

@@ -9,7 +9,16 @@ from torch import nn
 
 from ctdm.data.toy import eight_gaussians
 from ctdm.metrics import mmd2
-from ctdm.samplers import DDIMSampler, DDPMSampler, HeunSampler, ParallelSampler, window_advance
+from ctdm.samplers import (
+    DDIMSampler,
+    DDPMSampler,
+    HeunSampler,
+    ParallelSampler,
+    change_scale,
+    per_sample_normal,
+    window_advance,
+)
+from ctdm.samplers.memory import TensorMemory
 
 LAW = eight_gaussians()
 
@@ -57,11 +66,70 @@ def test_full_window_converges_in_far_fewer_passes_and_matches_the_mixture():
     assert float(mmd2(samples, reference)) < 4 * floor + 1e-4
 
 
-def test_sample_i_does_not_depend_on_the_batch():
-    sampler = ParallelSampler(DDPMSampler(steps=60), window=20, tolerance=0.1)
+@pytest.mark.parametrize("window", [7, 20, 60])
+def test_sample_i_does_not_depend_on_the_batch(window):
+    sampler = ParallelSampler(DDPMSampler(steps=60), window=window, tolerance=0.1)
     full, _ = sampler(LAW.eps, (2,), torch.arange(12))
-    part, stats = sampler(LAW.eps, (2,), torch.arange(4, 7))
+    part, _ = sampler(LAW.eps, (2,), torch.arange(4, 7))
     torch.testing.assert_close(full[4:7], part, rtol=0, atol=1e-6)
+
+
+def test_at_tiny_tolerance_sample_i_is_the_sequential_one_whatever_the_window_and_batch():
+    base = DDPMSampler(steps=40)
+    sequential, _ = base(LAW.eps, (2,), torch.arange(10))
+    for window, seeds in ((3, torch.arange(10)), (16, torch.arange(10)), (40, torch.arange(2, 5))):
+        parallel, stats = ParallelSampler(base, window=window, tolerance=1e-6)(LAW.eps, (2,), seeds)
+        assert stats.converged
+        torch.testing.assert_close(parallel, sequential[seeds], rtol=0, atol=1e-5)
+
+
+def _full_trajectory_picard(sampler, eps_fn, shape, seeds):
+    """The solver as it was before the ring buffer: the whole trajectory and every step's noise held."""
+    base, K, W = sampler.base.on("cpu", torch.float32), sampler.steps, sampler.window
+    noise = per_sample_normal(seeds[:, None], torch.arange(K + 1)[None, :], shape)  # [N, K+1, *shape]
+    traj = base.prior(noise[:, 0]).unsqueeze(1).repeat(1, K + 1, *([1] * len(shape)))
+    scale = sampler.change_scale.clamp(min=torch.finfo(torch.float64).tiny) * noise[0, 0].numel()
+    begin, passes = torch.zeros(len(seeds), dtype=torch.long), 0
+    while (begin < K).any():
+        passes += 1
+        for i in (begin < K).nonzero().squeeze(1).tolist():  # one sample at a time: plainly right
+            b = int(begin[i])
+            steps = torch.arange(b, min(b + W, K))
+            x, n = traj[i, steps], noise[i, steps + 1]
+            new = traj[i, b] + (base.drift(eps_fn, x, steps, n) + base.noise(n, steps)).cumsum(0)
+            change = (new - traj[i, steps + 1]).flatten(1).pow(2).sum(-1).double() / scale[steps]
+            traj[i, steps + 1] = new
+            all_valid = torch.ones(1, len(steps), dtype=torch.bool)
+            begin[i] = b + window_advance(change[None], all_valid, sampler.tolerance)[0]
+    return traj[:, K], passes
+
+
+@pytest.mark.parametrize("window", [1, 6, 25, 50])
+@pytest.mark.parametrize("rule", ["same_step", "next_step"])
+def test_the_ring_buffer_solver_is_the_full_trajectory_solver(window, rule):
+    sampler = ParallelSampler(DDPMSampler(steps=50), window=window, tolerance=0.05, tolerance_rule=rule)
+    seeds = torch.arange(5)
+    want, want_passes = _full_trajectory_picard(sampler, LAW.eps, (2,), seeds)
+    got, stats = sampler(LAW.eps, (2,), seeds)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert stats.passes == want_passes
+
+
+def _peak_bytes(steps, window, shape, n):
+    sampler = ParallelSampler(DDPMSampler(steps=steps), window=window, max_passes=3)  # every pass is alike
+    with TensorMemory() as memory:
+        sampler(lambda z, logsnr: 0.1 * z, shape, torch.arange(n))
+    return memory.peak
+
+
+def test_memory_grows_with_the_window_not_the_steps():
+    shape, n = (3, 16, 16), 3
+    state = n * 3 * 16 * 16 * 4  # bytes of one state of every sample
+    short, long = _peak_bytes(60, 6, shape, n), _peak_bytes(480, 6, shape, n)
+    wide = _peak_bytes(480, 48, shape, n)
+    assert long < 1.2 * short, (short, long)  # 8x the steps: the same memory (the full trajectory: 5.6x)
+    assert wide > 4 * long, (long, wide)  # 8x the window: about 8x the memory
+    assert long < 20 * 6 * state  # a few states per window step, not the 480-step trajectory
 
 
 def test_max_passes_bounds_the_work_and_says_so():
@@ -99,6 +167,20 @@ def test_window_batch_split_over_devices_gives_the_same_samples():
             eps_fn, (2,), torch.arange(6)
         )
         torch.testing.assert_close(one, split, rtol=0, atol=1e-6)
+
+
+def test_max_batch_bounds_each_network_call_and_changes_nothing_else():
+    sizes = []
+
+    def eps(z, logsnr):
+        sizes.append(len(z))
+        return LAW.eps(z, logsnr)
+
+    whole, stats = ParallelSampler(DDPMSampler(steps=30), window=10)(LAW.eps, (2,), torch.arange(5))
+    chunked_sampler = ParallelSampler(DDPMSampler(steps=30), window=10, max_batch=7)
+    chunked, chunked_stats = chunked_sampler(eps, (2,), torch.arange(5))
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+    assert max(sizes) == 7 and chunked_stats.nfe == stats.nfe
 
 
 class _Lightning(L.LightningModule):
@@ -149,6 +231,8 @@ BAD_SETTINGS = [  # (arguments, the message naming the argument)
     ({"tolerance": -0.1}, "tolerance must be a finite number > 0, got -0.1"),
     ({"tolerance": float("nan")}, "tolerance must be a finite number > 0, got nan"),
     ({"max_passes": 0}, "max_passes must be an integer >= 1, got 0"),
+    ({"max_batch": 0}, "max_batch must be an integer >= 1, got 0"),
+    ({"tolerance_rule": "next"}, "tolerance_rule must be one of same_step, next_step (same_step: each"),
 ]
 
 
@@ -164,3 +248,25 @@ def test_bad_settings_name_the_argument(options, message):
 def test_a_base_that_is_not_a_step_sampler_is_refused(base):
     with pytest.raises(ValueError, match="base must be a sequential step sampler"):
         ParallelSampler(base)
+
+
+def test_tolerance_rules_scale_each_state_by_its_own_or_the_next_steps_variance():
+    variance = torch.tensor([5.0, 4.0, 3.0, 2.0], dtype=torch.float64)
+    assert change_scale(variance, "same_step").tolist() == [5.0, 4.0, 3.0, 2.0]
+    # x_1 by step 1's variance, x_2 by step 2's; the last step's variance (clean end) and x_4's are 0.
+    assert change_scale(variance, "next_step").tolist() == [4.0, 3.0, 0.0, 0.0]
+    assert change_scale(variance[:1], "next_step").tolist() == [0.0]
+    sampler = ParallelSampler(DDPMSampler(steps=10), tolerance_rule="next_step")
+    torch.testing.assert_close(sampler.change_scale[:8], DDPMSampler(steps=10).step_variance[1:9])
+
+
+@pytest.mark.parametrize("base", [DDPMSampler(steps=100), DDIMSampler(steps=60)], ids=["ddpm", "ddim"])
+@pytest.mark.parametrize("window,tolerance", [(100, 0.1), (100, 0.3), (16, 0.1)])
+def test_the_next_step_rule_never_takes_fewer_passes(base, window, tolerance):
+    passes = {
+        rule: ParallelSampler(base, window=window, tolerance=tolerance, tolerance_rule=rule)(
+            LAW.eps, (2,), torch.arange(32)
+        )[1].passes
+        for rule in ("same_step", "next_step")
+    }
+    assert passes["next_step"] >= passes["same_step"], passes
