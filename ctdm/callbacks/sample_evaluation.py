@@ -208,7 +208,7 @@ class SampleEvaluation(L.Callback):
         parts, nfe, passes, seconds, converged = [], 0.0, 0, 0.0, True
         for chunk in chunks:
             kwargs = {"hook": hook} if parallel else {}
-            with autocast(trainer.precision, pl_module.device):  # the network as in training (bf16-mixed)
+            with autocast(getattr(trainer, "precision", None), pl_module.device):  # as in training (bf16)
                 samples, stats = sampler(denoiser, shape, chunk, device=pl_module.device, **kwargs)
             parts.append(samples)
             nfe += stats.nfe * len(chunk) / len(seeds)
