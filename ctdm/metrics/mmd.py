@@ -9,12 +9,17 @@ reference points (y), i.e. h^2 in sigma units, v in paper units.
 """
 
 import math
+import weakref
 
 import torch
 from torch import Tensor
 
 UNITS = ("sigma", "paper")
 MEDIAN_POINTS = 2000  # the median heuristic reads the first this-many reference points (memory)
+# The reference's own kernel mean (m^2 kernel values: 64M for 8,000 points) for the last reference
+# scored: the evaluation scores the same held-out points after every Picard pass. Keyed on the tensor
+# object itself (a weak reference, so a freed tensor never matches) and its in-place version.
+_reference_cache: dict = {}
 
 
 def check_bandwidth(bandwidth, units: str = "sigma", prefix: str = "") -> None:
@@ -25,8 +30,8 @@ def check_bandwidth(bandwidth, units: str = "sigma", prefix: str = "") -> None:
         raise ValueError(f"{prefix}bandwidth must be a finite number > 0 or 'median', got {bandwidth!r}.")
     if units not in UNITS:
         raise ValueError(
-            f"{prefix}units must be 'sigma' (bandwidth a standard deviation) or 'paper' (a variance, with the "
-            f"authors' 1/sqrt(2 pi variance) factor), got {units!r}."
+            f"{prefix}units must be 'sigma' (bandwidth a standard deviation) or 'paper' (a variance, with "
+            f"the authors' 1/sqrt(2 pi variance) factor), got {units!r}."
         )
 
 
@@ -51,9 +56,14 @@ def mmd2(x: Tensor, y: Tensor, bandwidth: float | str = 0.1, units: str = "sigma
     check_bandwidth(bandwidth, units)
     if len(x) < 2 or len(y) < 2:
         raise ValueError(f"MMD needs at least 2 points on each side, got {len(x)} and {len(y)}.")
-    x, y = x.flatten(1).double(), y.flatten(1).double()
-    if bandwidth == "median":
-        variance = median_heuristic(y)
+    key = (bandwidth, units, y._version, y.shape, y.dtype, y.device)
+    cached = _reference_cache.get("entry")
+    hit = cached is not None and cached[0]() is y and cached[1] == key
+    x, y_flat = x.flatten(1).double(), y.flatten(1).double()
+    if hit:
+        variance, yy = cached[2], cached[3]
+    elif bandwidth == "median":
+        variance = median_heuristic(y_flat)
     else:
         variance = bandwidth if units == "paper" else bandwidth**2
     scale = 1 / math.sqrt(2 * math.pi * variance) if units == "paper" else 1.0
@@ -64,4 +74,7 @@ def mmd2(x: Tensor, y: Tensor, bandwidth: float | str = 0.1, units: str = "sigma
             return (k.sum() - len(a)) / (len(a) * (len(a) - 1))
         return k.mean()
 
-    return scale * (mean_kernel(x, x, True) + mean_kernel(y, y, True) - 2 * mean_kernel(x, y, False))
+    if not hit:
+        yy = mean_kernel(y_flat, y_flat, True)
+        _reference_cache["entry"] = (weakref.ref(y), key, variance, yy)
+    return scale * (mean_kernel(x, x, True) + yy - 2 * mean_kernel(x, y_flat, False))

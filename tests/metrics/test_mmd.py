@@ -89,3 +89,22 @@ def test_median_bandwidth_is_the_median_squared_distance_of_the_reference():
 def test_bad_bandwidth_or_units_are_named(bandwidth, units, match):
     with pytest.raises(ValueError, match=match):
         mmd2(torch.zeros(3, 2), torch.ones(3, 2), bandwidth, units)
+
+
+def test_reference_term_is_reused_only_for_the_same_unchanged_reference():
+    """The reference's own term is cached for the same tensor; a new tensor or an in-place change
+    (or another bandwidth) recomputes it, so every answer equals a fresh computation."""
+    from ctdm.metrics import mmd as mmd_module
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(20, 2, generator=g), torch.randn(30, 2, generator=g)
+    fresh = lambda y_: _mmd2_loop(x.double(), y_.double(), 0.5)
+    assert float(mmd2(x, y, 0.5)) == pytest.approx(fresh(y), rel=1e-9)
+    assert mmd_module._reference_cache["entry"][0]() is y
+    assert float(mmd2(x + 1, y, 0.5)) == pytest.approx(
+        _mmd2_loop((x + 1).double(), y.double(), 0.5), rel=1e-9
+    )
+    y.mul_(2)  # in place: the cached term is stale
+    assert float(mmd2(x, y, 0.5)) == pytest.approx(fresh(y), rel=1e-9)
+    z = y.clone()  # equal values, another tensor
+    assert float(mmd2(x, z, 0.7)) == pytest.approx(_mmd2_loop(x.double(), z.double(), 0.7), rel=1e-9)
