@@ -53,9 +53,10 @@ def test_train_size_subset_and_bad_sizes():
 def test_global_batch_must_divide_the_world_size():
     dm = DigitsDataModule(batch_size=64)
     dm.setup()
-    dm.trainer = SimpleNamespace(world_size=4)
+    ranks = dict(global_rank=0, global_step=0, accumulate_grad_batches=1)  # what the loader reads
+    dm.trainer = SimpleNamespace(world_size=4, **ranks)
     assert next(iter(dm.train_dataloader())).shape[0] == 16  # 64 global over 4 ranks
-    dm.trainer = SimpleNamespace(world_size=3)
+    dm.trainer = SimpleNamespace(world_size=3, **ranks)
     with pytest.raises(ValueError, match=r"data.batch_size=64 .* world size \(3 ranks\)"):
         dm.train_dataloader()
 
