@@ -73,13 +73,16 @@ def train(cfg: DictConfig) -> dict:
     check_optimized_metric(cfg.get("optimized_metric"), metrics)
     plots = [str(p) for c in callbacks if isinstance(c, SampleEvaluation) for p in c.plots.values()]
     checkpoints = [c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)]
+    # The one that monitors a metric keeps the best; the one that does not, the latest (callbacks/).
+    best = next((c.best_model_path for c in checkpoints if c.monitor), None)
+    last = next((c.best_model_path or c.last_model_path for c in checkpoints if not c.monitor), None)
     summary = {
         "output_dir": str(cfg.paths.output_dir),
         "global_step": trainer.global_step,
         "metrics": metrics,
         "plots": plots,
-        "last_checkpoint": checkpoints[0].last_model_path if checkpoints else None,
-        "best_checkpoint": checkpoints[0].best_model_path if checkpoints else None,
+        "last_checkpoint": last or next((c.last_model_path for c in checkpoints if c.last_model_path), None),
+        "best_checkpoint": best,
     }
     if trainer.is_global_zero:
         _write_summary(summary)
