@@ -109,6 +109,7 @@ def evaluate(cfg: DictConfig) -> dict:
             f"callbacks.sample_evaluation builds {type(evaluation).__name__}; ctdm.evaluate needs "
             "ctdm.callbacks.SampleEvaluation."
         )
+    evaluation.step = step  # plots and logs carry the checkpoint's step
     datamodule = instantiate(cfg.data)
     if model.data_var.numel() == 0:  # no checkpoint: the likelihood reference from the data
         model.set_data_var(datamodule.data_var)

@@ -144,6 +144,7 @@ class SampleEvaluation(L.Callback):
         self.curves: dict[str, list[dict]] = {}
         self.plots: dict[str, Path] = {}
         self.samples: dict[str, Tensor] = {}
+        self.step: int | None = None  # the training step to report (ctdm.evaluate: the checkpoint's)
 
     def mmd(self, samples: Tensor, reference: Tensor) -> float:
         """Squared MMD in the configured bandwidth and units (eval.mmd_bandwidth, eval.mmd_units)."""
@@ -285,7 +286,7 @@ class SampleEvaluation(L.Callback):
         reference = trainer.datamodule.x_val
         shape = tuple(reference.shape[1:])
         images = reference.dim() == 4
-        step = trainer.global_step
+        step = self.step if self.step is not None else trainer.global_step
         was_training = pl_module.training
         pl_module.eval()
         metrics: dict[str, float] = {}
@@ -365,7 +366,7 @@ class SampleEvaluation(L.Callback):
             )
 
     def _log(self, trainer, metrics: dict[str, float]) -> None:
-        step = trainer.global_step
+        step = self.step if self.step is not None else trainer.global_step
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
             if isinstance(logger, WandbLogger):  # plots as wandb.Image, pass curves as line plots
@@ -375,4 +376,4 @@ class SampleEvaluation(L.Callback):
                     chart = wandb_pass_curve(name, curve)
                     logger.log_metrics({f"eval/{name}/mmd_per_pass_curve": chart}, step)
             logger.save()
-        log.info("step %d: %s", trainer.global_step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        log.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
