@@ -1,6 +1,7 @@
 """Shared fixtures: compose the real configs the way `python -m ctdm.train` does."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,17 @@ def compose_config(overrides: list[str], output_dir: Path):
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def assert_names_argument(call, argument: str, pattern: str, verbs: tuple[str, ...] = ("must",)) -> None:
+    """`call()` raises a ValueError that starts with the argument's name, shows the value (`pattern`, a
+    regex) and names no config key: Lightning-free code speaks of its own arguments."""
+    with pytest.raises(ValueError) as info:
+        call()
+    message = str(info.value)
+    assert re.match(rf"{re.escape(argument)} ({'|'.join(verbs)})\b", message), message
+    assert re.search(pattern, message), message
+    assert not re.search(r"\b(model|loss|sampler|diffusion|data)\.", message), message
 
 
 @pytest.fixture
