@@ -61,7 +61,7 @@ def launch(args, recipe: str, extra: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(command + extra, env=env, check=False)
 
 
-def main(argv=None) -> Path:
+def main(argv=None) -> Path:  # report.md's path (the out folder with --no-report)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -79,6 +79,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: logs/<experiment>)")
     parser.add_argument("--ood-samples", type=int, default=500, help="samples for the exact-error measure")
     parser.add_argument("--report-only", action="store_true", help="rebuild report.md from --out, no runs")
+    parser.add_argument("--no-report", action="store_true", help="run the jobs only (report.py later)")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     args.arms = args.arms or ARMS.get(args.experiment, "mse,mse_cdl")
@@ -95,6 +96,8 @@ def main(argv=None) -> Path:
                     f"warning: some {recipe} jobs failed; the report lists the finished ones", file=sys.stderr
                 )
         print(f"multirun wall time: {time.perf_counter() - start:.0f} s", flush=True)
+    if args.no_report:
+        return args.out
     report = build_report(args.out, args.ood_samples if not args.smoke else min(args.ood_samples, 16))
     print(f"report: {report}")
     return report

@@ -70,7 +70,7 @@ class ContrastiveDiffusionLoss(LossTerm):
         self,
         weight: float = 1.0,
         samples: int | str = "all",
-        points: int = 16,
+        points: int = 2,
         zeta: ZetaDistribution | None = None,
         share_draws: bool = True,
         every_n_steps: int = 1,
