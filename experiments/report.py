@@ -24,19 +24,21 @@ PAPER = {
     "paper_dino": {
         "itd_cdl_paper": {
             "steps": 782000,
+            "samples": 2000,
             **{"eval/para_ddpm/passes": 36, "eval/para_ddpm/nfe": 13983, "eval/para_ddpm/mmd": 0.00123},
             **{"eval/para_ddim/passes": 21, "eval/para_ddim/nfe": 4565, "eval/para_ddim/mmd": 0.0075},
         },
         "mse_sum": {
             "steps": 782000,
+            "samples": 2000,
             **{"eval/para_ddpm/passes": 37, "eval/para_ddpm/nfe": 14397, "eval/para_ddpm/mmd": 0.00311},
             **{"eval/para_ddim/passes": 22, "eval/para_ddim/nfe": 6459, "eval/para_ddim/mmd": 0.0090},
         },
     },
     "paper_1d": {  # ParaDDPM 1000 on 6,666 samples: passes only
-        "itd_cdl_paper": {"eval/para_ddpm/passes": 24},
-        "mse_sum": {"eval/para_ddpm/passes": 26},
-        "itd": {"eval/para_ddpm/passes": 38},
+        "itd_cdl_paper": {"samples": 6666, "eval/para_ddpm/passes": 24},
+        "mse_sum": {"samples": 6666, "eval/para_ddpm/passes": 26},
+        "itd": {"samples": 6666, "eval/para_ddpm/passes": 38},
     },
 }
 
@@ -62,6 +64,7 @@ def read_job(folder: Path) -> dict | None:
         "experiment": choices.get("experiment"),
         "seed": config.get("seed"),
         "steps": summary["global_step"],
+        "num_samples": config["eval"]["num_samples"],
         "metrics": summary["metrics"],
         "curves": curves,
         "samplers": list(config["eval"]["samplers"]),
@@ -172,6 +175,43 @@ def _columns(samplers: list[str]) -> list[tuple[str, str]]:
     return cols + [("val/nll", "val/nll"), ("val/cdl_acc", "val/cdl_acc")]
 
 
+def _differences(groups: dict, cols: list[tuple[str, str]], baselines=("mse_sum", "mse")) -> list[str]:
+    """Per recipe, each arm's mean minus the baseline arm's, with the standard error of that difference
+    (sqrt(s1^2/n1 + s2^2/n2)): a difference within about 2 standard errors is not resolved by the seeds."""
+    keys = [(c, k) for c, k in cols if k.endswith(("/mmd", "/passes"))] + [("val/nll", "val/nll")]
+    lines = []
+    for recipe in sorted({label.split(" / ")[0] for label in groups}):
+        arms = {
+            label.split(" / ")[1]: jobs for label, jobs in groups.items() if label.startswith(recipe + " / ")
+        }
+        base = next((b for b in baselines if b in arms), None)
+        if base is None or len(arms) < 2:
+            continue
+        if not lines:
+            lines += ["", "## Each arm against the baseline", "", "Mean difference ± its standard error."]
+        lines += [
+            "",
+            f"{recipe} recipe, against `{base}`:",
+            "",
+            "| arm | " + " | ".join(c for c, _ in keys) + " |",
+        ]
+        lines.append("|" + "---|" * (1 + len(keys)))
+        for arm, jobs in sorted(arms.items()):
+            if arm == base:
+                continue
+            row = [arm]
+            for _, key in keys:
+                a = [j["metrics"][key] for j in jobs if key in j["metrics"]]
+                b = [j["metrics"][key] for j in arms[base] if key in j["metrics"]]
+                if len(a) < 2 or len(b) < 2:
+                    row.append("-")
+                    continue
+                se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+                row.append(f"{statistics.fmean(a) - statistics.fmean(b):+.3g} ± {se:.2g}")
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def plot_curves(groups: dict, limit: dict | None, sampler: str, path: Path, units: str) -> Path:
     """MMD after each Picard pass: the mean over seeds per arm, and the exact denoiser's."""
     import matplotlib
@@ -220,7 +260,7 @@ def build_report(out_dir: Path, ood_samples: int = 500, limit: bool = True) -> P
     bandwidth, units = jobs[0]["mmd"]["mmd_bandwidth"], jobs[0]["mmd"]["mmd_units"]
     cols = _columns(samplers)
     with_ood = any(j["ood"] for j in jobs)
-    header = ["recipe", "arm", "seeds", "steps", *[c for c, _ in cols]]
+    header = ["recipe", "arm", "seeds", "steps", "samples", *[c for c, _ in cols]]
     ood_keys = ["error_on_paths", "error_at_queries", "ratio", "median_ratio"] if with_ood else []
     header += ["err on paths", "err at queries", "ratio", "median ratio"] if with_ood else []
 
@@ -243,19 +283,22 @@ def build_report(out_dir: Path, ood_samples: int = 500, limit: bool = True) -> P
         groups.setdefault(f"{job['recipe']} / {job['arm']}", []).append(job)
     for label, members in sorted(groups.items()):
         recipe, arm = label.split(" / ")
-        row = [recipe, arm, str(len(members)), str(members[0]["steps"])]
+        counts = sorted({str(j["num_samples"]) for j in members})
+        row = [recipe, arm, str(len(members)), str(members[0]["steps"]), "/".join(counts)]
         row += [_mean_spread([j["metrics"].get(key) for j in members]) for _, key in cols]
         row += [_mean_spread([j["ood"].get(key) for j in members if j["ood"]]) for key in ood_keys]
         lines.append("| " + " | ".join(row) + " |")
     if limit_row:
-        row = ["-", "**exact denoiser** (limit)", "-", "-"]
+        row = ["-", "**exact denoiser** (limit)", "-", "-", str(jobs[0]["num_samples"])]
         row += [_mean_spread([limit_row["metrics"].get(key)]) for _, key in cols]
         lines.append("| " + " | ".join(row + ["0", "0", "-", "-"][: len(ood_keys)]) + " |")
     for arm, numbers in PAPER.get(experiment, {}).items():
         row = ["paper", f"{arm} (their one seed)", "1", str(numbers.get("steps", "-"))]
+        row.append(str(numbers.get("samples", "-")))
         row += [f"{numbers[key]:g}" if key in numbers else "-" for _, key in cols]
         lines.append("| " + " | ".join(row + ["-"] * len(ood_keys)) + " |")
 
+    lines += _differences(groups, cols)
     lines += [
         "",
         "## Every job",

@@ -46,3 +46,19 @@ def test_report_from_a_two_job_smoke_multirun(tmp_path, monkeypatch):
     # rebuilding from the folders alone gives the same report
     rebuilt = _script("report").build_report(out, ood_samples=8)
     assert rebuilt.read_text() == text
+
+
+def test_differences_against_the_baseline_carry_their_standard_error():
+    job = lambda v: {"metrics": {"eval/para_ddpm/mmd": v, "val/nll": 2 * v}}
+    groups = {
+        "authors / mse_sum": [job(1.0), job(2.0), job(3.0)],
+        "authors / itd_cdl_paper": [job(2.0), job(3.0), job(4.0)],
+        "decay / itd": [job(1.0), job(1.0)],  # no baseline in this recipe: no table
+    }
+    cols = [("para_ddpm MMD", "eval/para_ddpm/mmd"), ("val/nll", "val/nll")]
+    lines = _script("report")._differences(groups, cols)
+    text = "\n".join(lines)
+    assert "authors recipe, against `mse_sum`" in text and "decay recipe" not in text
+    row = next(line for line in lines if line.startswith("| itd_cdl_paper |"))
+    # +1 with s.e. sqrt(1/3 + 1/3) = 0.816; val/nll doubles both
+    assert row == "| itd_cdl_paper | +1 ± 0.82 | +2 ± 1.6 |", row
