@@ -80,7 +80,7 @@ def read_jobs(out_dir: Path) -> list[dict]:
     return [j for j in jobs if j is not None]
 
 
-def chunked(eps_fn, rows: int = 100_000):
+def chunked(eps_fn, rows: int = 4096):
     """eps_fn on at most `rows` states at a time (the exact mixture denoiser builds [N, K, d] tensors)."""
     return lambda z, a: torch.cat(
         [eps_fn(zc, ac) for zc, ac in zip(z.split(rows), a.split(rows), strict=True)]

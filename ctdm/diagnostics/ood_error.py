@@ -49,7 +49,7 @@ class QueryRecorder:
 
 @torch.no_grad()
 def denoiser_error(
-    eps_fn: EpsFn, exact_eps: EpsFn, z: Tensor, logsnr: Tensor, max_batch: int = 65536
+    eps_fn: EpsFn, exact_eps: EpsFn, z: Tensor, logsnr: Tensor, max_batch: int = 4096
 ) -> Tensor:
     """|eps_fn(z, a) - exact_eps(z, a)|^2 summed over dimensions, [N], in chunks of max_batch states."""
     if z.shape[0] != logsnr.shape[0]:
