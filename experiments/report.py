@@ -6,7 +6,8 @@ OUT_DIR holds one Hydra multirun folder per recipe (OUT_DIR/<recipe>/<job>/ with
 eval/<sampler>_passes_step*.json and checkpoints/last.ckpt), as experiments/paper_dino.py writes them.
 For data with an exact law the report adds, per job, the denoiser's exact error on the training paths
 and at the Picard solver's queries (ctdm.diagnostics, written to <job>/ood_error.json and, for 1-D data,
-the Figure-1 heat map), and a row for the exact denoiser itself: the limit no training can pass.
+the Figure-1 heat map), and a row for the exact denoiser itself: the limit no training can pass
+(cached in OUT_DIR/exact_limit.json; delete it to recompute).
 """
 
 import argparse
@@ -227,15 +228,16 @@ def plot_curves(groups: dict, limit: dict | None, sampler: str, path: Path, unit
         length = max(len(c) for c in curves)  # a converged run keeps its last value
         table = [[c[min(i, len(c) - 1)]["mmd"] for i in range(length)] for c in curves]
         mean = [statistics.fmean(col) for col in zip(*table, strict=True)]
-        ax.plot(range(1, length + 1), [max(m, 1e-7) for m in mean], label=f"{label} (n={len(curves)})")
+        ax.plot(range(1, length + 1), mean, label=f"{label} (n={len(curves)})")
     if limit and sampler in limit["curves"]:
         exact = limit["curves"][sampler]
-        ax.plot(
-            [c["pass"] for c in exact], [max(c["mmd"], 1e-7) for c in exact], "k--", label="exact denoiser"
-        )
-    ax.set_yscale("log")
+        ax.plot([c["pass"] for c in exact], [c["mmd"] for c in exact], "k--", label="exact denoiser")
+    # The unbiased MMD^2 is noisy around 0 at the floor and can be negative: a log axis that is linear
+    # within +-1e-4 shows that instead of clipping it to a misleading tiny value.
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.axhspan(-1e-4, 1e-4, color="0.92", zorder=0)
     ax.set_xlabel("Picard pass")
-    ax.set_ylabel(f"MMD^2 ({units} units)")
+    ax.set_ylabel(f"MMD^2 ({units} units; grey: |value| < 1e-4, linear)")
     ax.set_title(f"{sampler}: MMD after each pass (mean over seeds)")
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,7 +258,15 @@ def build_report(out_dir: Path, ood_samples: int = 500, limit: bool = True) -> P
             add_ood_error(job, ood_samples)
     experiment = jobs[0]["experiment"]
     samplers = jobs[0]["samplers"]
-    limit_row = exact_limit(jobs[0]) if limit else None
+    limit_row = None
+    if limit:  # the exact denoiser's runs are minutes of CPU: computed once per out folder
+        cache = out_dir / "exact_limit.json"
+        if cache.is_file():
+            limit_row = json.loads(cache.read_text())
+        else:
+            limit_row = exact_limit(jobs[0])
+            if limit_row is not None:
+                cache.write_text(json.dumps(limit_row, indent=1))
     bandwidth, units = jobs[0]["mmd"]["mmd_bandwidth"], jobs[0]["mmd"]["mmd_units"]
     cols = _columns(samplers)
     with_ood = any(j["ood"] for j in jobs)
