@@ -249,7 +249,7 @@ def plot_curves(groups: dict, limit: dict | None, sampler: str, path: Path, unit
 
 def build_report(out_dir: Path, ood_samples: int = 500, limit: bool = True) -> Path:
     """report.md (and plots/) in out_dir from the job folders under it; returns the report's path."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # job folders and heat-map paths are absolute
     jobs = read_jobs(out_dir)
     if not jobs:
         raise ValueError(f"{out_dir} holds no finished job (no <recipe>/<job>/summary.json under it).")
