@@ -117,7 +117,7 @@ def add_ood_error(job: dict, num_samples: int, sampler_name: str = "para_ddpm") 
             queries=recorder.states(),
             title=f"{job['arm']}, seed {job['seed']}: |eps_hat - eps*|^2 (white: {name} queries)",
         )
-        result["heatmap"] = str(path)
+        result["heatmap"] = str(path.relative_to(job["folder"]))  # the folder may move
     (job["folder"] / "ood_error.json").write_text(json.dumps(result, indent=1))
     job["ood"] = result
 
@@ -334,7 +334,7 @@ def build_report(out_dir: Path, ood_samples: int = 500, limit: bool = True) -> P
     if heatmaps:
         lines += ["", "## Denoiser error over (z, log-SNR) (the paper's Figure 1)", ""]
         for job in heatmaps:
-            rel = Path(job["ood"]["heatmap"]).relative_to(out_dir)
+            rel = (job["folder"] / "plots" / Path(job["ood"]["heatmap"]).name).relative_to(out_dir)
             lines.append(f"- {job['recipe']} / {job['arm']}, seed {job['seed']}: ![]({rel})")
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
