@@ -1,16 +1,19 @@
-"""Cost of the Contrastive Diffusion Loss per training step on the 2-D MLP, side by side in one run.
+"""Cost and noise of the Contrastive Diffusion Loss per training step, each estimator side by side.
 
-Prints ms per optimizer step (forward, backward, Adam) with batch 128 for:
-  mse                     the DDPM MSE loss alone
-  mse+cdl paper, loop     the authors' way: 2 samples, 128 points each, log p and log p_zeta as
-                          separate estimates, a Python loop with one backward pass per sample
-  mse+cdl paper           ctdm, the same work (2 x 128 points, independent draws) in one batched call
-  mse+cdl paper, shared   ctdm with shared draws for log p and log p_zeta
-  mse+cdl all x M         ctdm, CDL on all 128 samples with M = 16, 4, 2 shared points each
-and, for each, the floor: one forward + backward + Adam step over as many network evaluations
-as the step makes, in a single batch, and the noise of the step's classifier logit: its standard
-deviation over repeated estimates on held-out points (eight Gaussians, the exact denoiser, so the
-spread is the Monte-Carlo estimator's alone), in nats. Usage: python benchmarks/cdl_step.py [--repeats 30]
+For each way of computing the CDL at batch 128 on the 2-D MLP it prints:
+  evals        network evaluations per step (the MSE's 128 included)
+  ms/step      one optimizer step (forward, backward, Adam), and /floor against one forward + backward
+               + Adam over as many evaluations in a single batch
+  logit sd     the noise of one item's classifier logit: its standard deviation over redraws, averaged
+               over 64 held-out points (half clean, half noised at a zeta from the CDL's distribution),
+               with the exact denoiser of the eight Gaussians (8g) and of the dino, so the spread is the
+               Monte-Carlo estimator's alone (mean over the points, and their median)
+Cases: the MSE alone; the authors' CDL (2 items x 128 points, independent draws for log p and
+log p_zeta), as their per-item loop and as ctdm's one batched call; ctdm's CDL on every item with M
+shared points, with plain draws and with the lower-variance draws of `ctdm.diffusion.Draws`
+(stratified levels, antithetic noise, levels focused above zeta). The authors' work per step is 640
+evaluations: every item with M = 2 costs the same.
+Usage: python benchmarks/cdl_step.py [--repeats 30] [--small]
 """
 
 import argparse
@@ -19,19 +22,21 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ctdm.data import eight_gaussians
-from ctdm.diffusion import Reference, cdl_logit, nll
+from ctdm.data import dino, eight_gaussians
+from ctdm.diffusion import Draws, Reference, cdl_logit, nll
 from ctdm.diffusion.channel import noise_data
 from ctdm.losses import ContrastiveDiffusionLoss, DenoisingMSE
 from ctdm.nets import ResidualMLP
 
 BATCH = 128
+PLAIN, STRAT, FOCUS = Draws(), Draws(stratified=True), Draws(stratified=True, focused=True)
 
 
-def logit_std(law, ref, points, share_draws, held_out=64, repeats=64):
-    """Standard deviation (nats) of one logit estimate over `repeats` redraws, averaged over held-out
-    points, half clean and half noised at a zeta from the CDL's distribution. One vectorised call."""
+def logit_std(law, points, share_draws, draws, held_out=64, repeats=64):
+    """Standard deviation (nats) of one logit estimate over `repeats` redraws, per held-out point
+    (mean and median over the points). One vectorised call; the law's exact denoiser."""
     gen = torch.Generator().manual_seed(1)
+    ref = Reference.from_data_var(law.sample(20000, torch.Generator().manual_seed(0)).var(0))
     x = law.sample(held_out, gen)
     zeta = ContrastiveDiffusionLoss().zeta.sample(held_out, reference=ref, generator=gen)
     noised = noise_data(x, zeta, torch.randn(x.shape, generator=gen))
@@ -44,8 +49,10 @@ def logit_std(law, ref, points, share_draws, held_out=64, repeats=64):
         n_points=points,
         share_draws=share_draws,
         generator=gen,
+        draws=draws,
     )
-    return logits.view(repeats, held_out).std(0).mean().item()
+    sd = logits.view(repeats, held_out).std(0)
+    return sd.mean().item(), sd.median().item()
 
 
 def timed(step, repeats):
@@ -57,13 +64,14 @@ def timed(step, repeats):
     return 1e3 * (time.perf_counter() - start) / repeats
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=30)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=30, help="timed steps per case")
+    parser.add_argument("--small", action="store_true", help="a quick pass: few steps, cases and redraws")
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
-    law = eight_gaussians()
-    data = law.sample(20000, torch.Generator().manual_seed(0))
+    laws = {"8g": eight_gaussians(), "dino": dino()}
+    data = laws["8g"].sample(20000, torch.Generator().manual_seed(0))
     ref = Reference.from_data_var(data.var(0))
     net = ResidualMLP(2)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
@@ -106,44 +114,54 @@ def main():
 
         return step
 
-    # (name, step, network evaluations per step, CDL items per step, points, shared draws)
+    def every_item(m, draws):
+        return step_with([mse, ContrastiveDiffusionLoss(samples="all", points=m, draws=draws)])
+
+    # (name, step, network evaluations per step, points, shared draws, draws); points 0: no CDL
+    paper = ContrastiveDiffusionLoss(samples=2, points=BATCH, share_draws=False)
     cases = [
-        ("mse", step_with([mse]), BATCH, 0, 0, None),
-        ("mse+cdl paper, loop", paper_loop, BATCH + 2 * 2 * BATCH, 2, BATCH, False),
+        ("mse", step_with([mse]), BATCH, 0, None, None),
+        ("paper, loop", paper_loop, 5 * BATCH, BATCH, False, PLAIN),
+        ("paper", step_with([mse, paper]), 5 * BATCH, BATCH, False, PLAIN),
+        ("all x 2", every_item(2, PLAIN), 5 * BATCH, 2, True, PLAIN),
+        ("all x 2 stratified", every_item(2, STRAT), 5 * BATCH, 2, True, STRAT),
         (
-            "mse+cdl paper",
-            step_with([mse, ContrastiveDiffusionLoss(samples=2, points=BATCH, share_draws=False)]),
+            "all x 2 antithetic",
+            every_item(2, Draws(antithetic=True)),
             5 * BATCH,
             2,
-            BATCH,
-            False,
-        ),
-        (
-            "mse+cdl paper, shared",
-            step_with([mse, ContrastiveDiffusionLoss(samples=2, points=BATCH)]),
-            BATCH + 4 * BATCH,
-            2,
-            BATCH,
             True,
+            Draws(antithetic=True),
         ),
+        ("all x 2 focused", every_item(2, Draws(focused=True)), 5 * BATCH, 2, True, Draws(focused=True)),
+        ("all x 2 strat+focused", every_item(2, FOCUS), 5 * BATCH, 2, True, FOCUS),
     ]
-    for m in (16, 4, 2):
-        cdl = ContrastiveDiffusionLoss(samples="all", points=m)
-        cases.append((f"mse+cdl all x {m}", step_with([mse, cdl]), BATCH + 2 * BATCH * m, BATCH, m, True))
+    for m in (4, 8, 16):
+        evals = BATCH + 2 * BATCH * m
+        cases += [
+            (f"all x {m}", every_item(m, PLAIN), evals, m, True, PLAIN),
+            (f"all x {m} strat+focused", every_item(m, FOCUS), evals, m, True, FOCUS),
+        ]
+    held_out, redraws, repeats = (16, 16, 3) if args.small else (64, 64, args.repeats)
+    if args.small:
+        cases = cases[:2] + [c for c in cases if c[0] in ("all x 2", "all x 2 strat+focused")]
     base = None
-    print(f"threads={torch.get_num_threads()} batch={BATCH} repeats={args.repeats}")
     print(
-        f"{'step':24s} {'evals':>6s} {'ms/step':>8s} {'floor ms':>9s} {'/floor':>7s} {'/mse':>6s}"
-        f" {'items':>6s} {'logit std':>10s}"
+        f"threads={torch.get_num_threads()} batch={BATCH} repeats={repeats} held-out={held_out} x {redraws}"
     )
-    for name, step, evals, items, points, shared in cases:
-        ms, floor_ms = timed(step, args.repeats), timed(floor(evals), args.repeats)
+    print(
+        f"{'step':24s} {'evals':>6s} {'ms/step':>8s} {'/floor':>7s} {'/mse':>6s}"
+        f" {'8g sd':>7s} {'median':>7s} {'dino sd':>8s} {'median':>7s}"
+    )
+    for name, step, evals, points, shared, draws in cases:
+        ms, floor_ms = timed(step, repeats), timed(floor(evals), repeats)
         base = base or ms
-        noise = f"{logit_std(law, ref, points, shared):10.3f}" if items else f"{'-':>10s}"
-        print(
-            f"{name:24s} {evals:6d} {ms:8.2f} {floor_ms:9.2f} {ms / floor_ms:6.2f}x {ms / base:5.1f}x"
-            f" {items:6d} {noise}"
-        )
+        noise = ""
+        if points:
+            for law in laws.values():
+                mean, median = logit_std(law, points, shared, draws, held_out, redraws)
+                noise += f" {mean:7.2f} {median:7.2f}"
+        print(f"{name:24s} {evals:6d} {ms:8.2f} {ms / floor_ms:6.2f}x {ms / base:5.1f}x{noise}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,15 @@
 likelihood estimators (Lightning-free). The math is written out in docs/."""
 
 from ctdm.diffusion.channel import append_dims, channel_scales, noise_data, predict_x0
-from ctdm.diffusion.likelihood import Reference, cdl_logit, denoising_mse_curve, nll, truncated_logistic
+from ctdm.diffusion.likelihood import (
+    Draws,
+    Reference,
+    cdl_logit,
+    denoising_mse_curve,
+    focused_levels,
+    nll,
+    truncated_logistic,
+)
 from ctdm.diffusion.parameterizations import (
     EDMPrecond,
     EpsPrediction,
@@ -22,6 +30,7 @@ from ctdm.diffusion.schedules import (
 
 __all__ = [
     "DDPMSchedule",
+    "Draws",
     "EDMLogNormal",
     "EDMPrecond",
     "EpsPrediction",
@@ -34,6 +43,7 @@ __all__ = [
     "channel_scales",
     "ddpm_timestep",
     "denoising_mse_curve",
+    "focused_levels",
     "karras_logsnr",
     "karras_sigmas",
     "logsnr_to_sigma",

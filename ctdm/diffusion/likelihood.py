@@ -78,16 +78,72 @@ class Reference:
 def truncated_logistic(
     shape: tuple[int, ...], loc: float, scale: float, clip: float, generator=None, device=None
 ) -> tuple[Tensor, Tensor]:
-    """Levels a ~ logistic(loc, scale) truncated to loc +- clip*scale, and importance weights 1/q(a).
+    """Levels a ~ logistic(loc, scale) truncated to loc +- clip*scale, and importance weights 1/q(a)."""
+    return truncated_logistic_at(torch.rand(shape, generator=generator, device=device), loc, scale, clip)
+
+
+def truncated_logistic_at(quantile: Tensor, loc: float, scale: float, clip: float) -> tuple[Tensor, Tensor]:
+    """The truncated logistic's levels at the given quantiles in [0, 1), and their weights 1/q(a).
 
     With u = (a - loc)/scale: q(a) = s(u) s(-u) / (scale tanh(clip/2)),
     so w = scale tanh(clip/2) / (s(u) s(-u)).
     """
     lo, hi = torch.sigmoid(torch.tensor(-clip)), torch.sigmoid(torch.tensor(clip))
-    p = lo + (hi - lo) * torch.rand(shape, generator=generator, device=device)
-    u = torch.logit(p)
+    u = torch.logit(lo + (hi - lo) * quantile)
     weight = scale * math.tanh(clip / 2) / (torch.sigmoid(u) * torch.sigmoid(-u))
     return loc + scale * u, weight
+
+
+def focused_levels(quantile: Tensor, zeta: Tensor, ref: "Reference", margin: float, floor: float):
+    """Levels for the log ratio log p - log p_zeta on the reference's range [lo, hi], and weights 1/q(a).
+
+    With shared draws the two estimates' integrands differ only at a >~ zeta (below it, noising z at a
+    swamps the zeta noise and the two channels agree), so q puts 1 - floor of its mass uniformly on
+    [b, hi], b = zeta - margin, and `floor` uniformly on [lo, b): every level keeps a positive density,
+    so the estimate stays unbiased for the same truncated integral. quantile [B, M], zeta [B].
+    """
+    lo, hi = ref.loc - ref.clip * ref.scale, ref.loc + ref.clip * ref.scale
+    b = (zeta.double() - margin).clamp(lo, hi)[:, None]
+    # floor mass below b, all of it when b = hi (nothing above), none when b = lo (nothing below)
+    low_mass = torch.where(b >= hi, 1.0, torch.where(b <= lo, 0.0, floor))
+    q = quantile.double()
+    below = q < low_mass
+    low_len, high_len = (b - lo).clamp_min(1e-12), (hi - b).clamp_min(1e-12)
+    level = torch.where(
+        below, lo + low_len * q / low_mass.clamp_min(1e-12), b + high_len * (q - low_mass) / (1 - low_mass)
+    )
+    weight = torch.where(
+        below, low_len / low_mass.clamp_min(1e-12), high_len / (1 - low_mass).clamp_min(1e-12)
+    )
+    return level.to(quantile.dtype), weight.to(quantile.dtype)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """How the Monte-Carlo points (log-SNR a, noise eps) of a likelihood estimate are drawn; every
+    option keeps the estimate unbiased (docs/likelihood.md, "Lower-variance draws").
+
+    stratified: the B x M level quantiles of a call are (u0 + j / (B M)) mod 1 with one uniform u0
+        (VDM's low-discrepancy sampler): each item's M points are evenly spaced, one per stratum of the
+        importance distribution, and with M = 1 the batch's levels cover it evenly.
+    antithetic: points come in pairs (a, eps) and (a, -eps): M/2 levels, each with both signs.
+    focused: (cdl_logit with shared draws only) levels drawn from `focused_levels` instead of the
+        reference's logistic, with `margin` and `floor`.
+    """
+
+    stratified: bool = False
+    antithetic: bool = False
+    focused: bool = False
+    margin: float = 2.0
+    floor: float = 0.05
+
+    def __post_init__(self):
+        for name in ("stratified", "antithetic", "focused"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        check_number("margin", self.margin, non_negative=True)
+        if not 0 < check_number("floor", self.floor) < 1:
+            raise ValueError(f"floor must be in (0, 1), got {self.floor!r}.")
 
 
 def shifted_level(logsnr: Tensor, zeta: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,6 +174,25 @@ def point_errors(
     return (eps - eps_hat).pow(2).flatten(1).sum(1)
 
 
+def check_draws(draws: Draws, n_points: int, *, shared_ratio: bool) -> Draws:
+    """`draws` if it suits an estimate with `n_points` points; shared_ratio: the estimate is a log ratio
+    with shared draws (cdl_logit with share_draws), the only one that focused levels suit."""
+    if not isinstance(draws, Draws):
+        raise ValueError(f"draws must be a Draws (e.g. Draws(stratified=True)), got {type(draws).__name__}.")
+    if draws.antithetic and n_points % 2:
+        raise ValueError(
+            f"draws.antithetic needs an even number of points (they come in (eps, -eps) pairs), got "
+            f"points={n_points}."
+        )
+    if draws.focused and not shared_ratio:
+        raise ValueError(
+            "draws.focused puts the levels where log p and log p_zeta differ, so it suits only their ratio "
+            "with shared draws (the CDL with share_draws: true); -log p alone, or each likelihood on its "
+            "own draws, needs the whole log-SNR range."
+        )
+    return draws
+
+
 def _check_call(x: Tensor, ref: Reference, n_points: int, max_batch: int | None) -> None:
     """The arguments `nll` and `cdl_logit` share, checked once per call, before any network call."""
     if not isinstance(ref, Reference):
@@ -141,14 +216,32 @@ def _check_call(x: Tensor, ref: Reference, n_points: int, max_batch: int | None)
         check_int("max_batch", max_batch)
 
 
-def _draws(x: Tensor, n_points: int, ref: Reference, generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Each sample repeated M times, with its levels, weights and noise: [B*M, ...] and [B, M]."""
-    batch = x.shape[0]
-    logsnr, weight = truncated_logistic(
-        (batch, n_points), ref.loc, ref.scale, ref.clip, generator=generator, device=x.device
-    )
-    eps = torch.randn((batch * n_points, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-    return x.repeat_interleave(n_points, 0), logsnr.to(x.dtype), weight.to(x.dtype), eps
+def _quantiles(batch: int, levels: int, stratified: bool, generator, device) -> Tensor:
+    """[B, L] quantiles in [0, 1) of the importance distribution: independent uniforms, or evenly spaced
+    (u0 + (k B + i) / (B L)) mod 1 for item i, level k, with one uniform u0, so each is still uniform."""
+    if not stratified:
+        return torch.rand((batch, levels), generator=generator, device=device)
+    offset = torch.rand((), generator=generator, device=device)
+    grid = torch.arange(levels, device=device)[None] * batch + torch.arange(batch, device=device)[:, None]
+    return (offset + grid / (batch * levels)) % 1
+
+
+def _draws(
+    x: Tensor, n_points: int, ref: Reference, generator, draws: Draws, zeta: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each sample repeated M times, with its levels, weights and noise: [B*M, ...] and [B, M].
+    `zeta` [B]: the levels of the noised law, for `draws.focused`."""
+    batch, shape = x.shape[0], x.shape[1:]
+    levels = n_points // 2 if draws.antithetic else n_points
+    quantile = _quantiles(batch, levels, draws.stratified, generator, x.device)
+    if draws.focused:
+        logsnr, weight = focused_levels(quantile, zeta, ref, draws.margin, draws.floor)
+    else:
+        logsnr, weight = truncated_logistic_at(quantile, ref.loc, ref.scale, ref.clip)
+    eps = torch.randn((batch, levels, *shape), generator=generator, device=x.device, dtype=x.dtype)
+    if draws.antithetic:  # point k and k + M/2 share a level, with opposite noise
+        logsnr, weight, eps = logsnr.repeat(1, 2), weight.repeat(1, 2), torch.cat([eps, -eps], 1)
+    return x.repeat_interleave(n_points, 0), logsnr.to(x.dtype), weight.to(x.dtype), eps.flatten(0, 1)
 
 
 def _per_sample_zeta(zeta, batch: int, like: Tensor) -> Tensor:
@@ -181,20 +274,23 @@ def nll(
     zeta: float | Tensor | None = None,
     generator: torch.Generator | None = None,
     max_batch: int | None = None,
+    draws: Draws = Draws(),
 ) -> Tensor:
     """-log p(x) in nats per sample, [B], for x [B, *shape] (with `zeta`: -log p_zeta(x)).
 
     eps_fn(z [N, *shape], logsnr [N]) -> eps_hat; ref: the reference Gaussian and the log-SNR range
     (`Reference`); n_points: Monte-Carlo points per sample; zeta: a number or [B] log-SNR levels of
-    the noised law; max_batch: largest network batch (None = all B * n_points points at once).
+    the noised law; max_batch: largest network batch (None = all B * n_points points at once);
+    draws: how the points are drawn (`Draws`; not `focused`, which only suits a log ratio).
     """
     _check_call(x, ref, n_points, max_batch)
+    check_draws(draws, n_points, shared_ratio=False)
     zeta_b = (
         torch.full((len(x),), torch.inf, device=x.device)
         if zeta is None
         else _per_sample_zeta(zeta, len(x), x)
     )
-    xs, logsnr, weight, eps = _draws(x, n_points, ref, generator)
+    xs, logsnr, weight, eps = _draws(x, n_points, ref, generator, draws)
     errors = point_errors(eps_fn, xs, logsnr.flatten(), eps, zeta_b.repeat_interleave(n_points), max_batch)
     h_g, mmse_g = _reference_terms(ref, logsnr, tuple(x.shape[1:]))
     return h_g + 0.5 * (weight * (errors.view_as(logsnr) - mmse_g)).mean(1)
@@ -210,6 +306,7 @@ def cdl_logit(
     share_draws: bool = True,
     generator: torch.Generator | None = None,
     max_batch: int | None = None,
+    draws: Draws = Draws(),
 ) -> Tensor:
     """The noise classifier's logit log p(z) - log p_zeta(z) in nats, [B], for z [B, *shape].
 
@@ -217,16 +314,19 @@ def cdl_logit(
     estimated in one batched network call of 2 * B * n_points points. With `share_draws` both use
     the same (a, eps), so the reference-Gaussian terms cancel and the logit is
     1/2 mean_k w_k (|eps_k - eps_hat_zeta|^2 - |eps_k - eps_hat|^2), a far less noisy estimate
-    (docs/cdl.md). Other arguments as for `nll`.
+    (docs/cdl.md). `draws.focused` (shared draws only) puts the levels where that difference lives.
+    Other arguments as for `nll`.
     """
     _check_call(z, ref, n_points, max_batch)
+    check_draws(draws, n_points, shared_ratio=share_draws)
     batch, inf = len(z), torch.full((len(z) * n_points,), torch.inf, device=z.device)
-    zeta_p = _per_sample_zeta(zeta, batch, z).repeat_interleave(n_points)
-    zs, logsnr, weight, eps = _draws(z, n_points, ref, generator)
+    zeta_b = _per_sample_zeta(zeta, batch, z)
+    zeta_p = zeta_b.repeat_interleave(n_points)
+    zs, logsnr, weight, eps = _draws(z, n_points, ref, generator, draws, zeta_b)
     if share_draws:
         logsnr2, weight2, eps2 = logsnr, weight, eps
     else:
-        _, logsnr2, weight2, eps2 = _draws(z, n_points, ref, generator)
+        _, logsnr2, weight2, eps2 = _draws(z, n_points, ref, generator, draws)
     errors = point_errors(
         eps_fn,
         torch.cat([zs, zs]),

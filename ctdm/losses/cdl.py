@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ctdm.diffusion.channel import append_dims, noise_data
 from ctdm.diffusion.checks import check_int, check_number
-from ctdm.diffusion.likelihood import cdl_logit, truncated_logistic
+from ctdm.diffusion.likelihood import Draws, cdl_logit, check_draws, truncated_logistic
 from ctdm.losses.base import EpsFn, LossTerm
 
 
@@ -56,7 +56,8 @@ class ContrastiveDiffusionLoss(LossTerm):
     """softplus(-y * logit(z)) averaged over `samples` items of the batch (an int, or "all").
 
     points: Monte-Carlo points per likelihood estimate; share_draws: log p and log p_zeta use the
-    same (a, eps) draws (far less noisy, docs/cdl.md); max_batch: largest network call.
+    same (a, eps) draws (far less noisy, docs/cdl.md); draws: how the points are drawn (`Draws`:
+    stratified levels, antithetic noise, levels focused above zeta); max_batch: largest network call.
     per_item_divisor: null averages the items' losses; a number D instead sums them, each divided by
     D: the authors' loop, where each item's loss is divided by the batch size before its own
     backward pass (`loss=itd_cdl_paper`: weight 1, D = B, so 2/B times the mean over 2 items).
@@ -76,6 +77,7 @@ class ContrastiveDiffusionLoss(LossTerm):
         every_n_steps: int = 1,
         max_batch: int | None = None,
         per_item_divisor: float | None = None,
+        draws: Draws | None = None,
     ):
         super().__init__(weight, every_n_steps)
         if per_item_divisor is not None:
@@ -87,6 +89,7 @@ class ContrastiveDiffusionLoss(LossTerm):
         if max_batch is not None:
             check_int("max_batch", max_batch)
         self.samples, self.points, self.share_draws, self.max_batch = samples, points, share_draws, max_batch
+        self.draws = check_draws(Draws() if draws is None else draws, points, shared_ratio=share_draws)
         self.zeta = zeta if zeta is not None else ZetaDistribution()
 
     def __call__(self, eps_fn: EpsFn, x, generator: torch.Generator | None = None, reference=None):
@@ -109,6 +112,7 @@ class ContrastiveDiffusionLoss(LossTerm):
             share_draws=self.share_draws,
             generator=generator,
             max_batch=self.max_batch,
+            draws=self.draws,
         )
         sign = clean.to(x.dtype) * 2 - 1
         per_item = F.softplus(-sign * logit)

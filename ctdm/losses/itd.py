@@ -3,7 +3,7 @@
 import torch
 
 from ctdm.diffusion.checks import check_int
-from ctdm.diffusion.likelihood import nll
+from ctdm.diffusion.likelihood import Draws, check_draws, nll
 from ctdm.losses.base import EpsFn, LossTerm
 
 
@@ -12,15 +12,23 @@ class ITDLoss(LossTerm):
 
     Its gradient is that of 1/2 w(a) |eps - eps_hat(z_a, a)|^2 with log-SNR a from the reference's
     truncated logistic and importance weights w: a denoising loss weighted to be a likelihood bound.
+    draws: how the points are drawn (`Draws(stratified=True)`: the batch's levels spread evenly over
+    the importance distribution, VDM's low-discrepancy sampler).
     """
 
     name = "itd"
 
     def __init__(
-        self, weight: float = 1.0, points: int = 1, max_batch: int | None = None, every_n_steps: int = 1
+        self,
+        weight: float = 1.0,
+        points: int = 1,
+        max_batch: int | None = None,
+        every_n_steps: int = 1,
+        draws: Draws | None = None,
     ):
         super().__init__(weight, every_n_steps)
         self.points = check_int("points", points)
+        self.draws = check_draws(Draws() if draws is None else draws, self.points, shared_ratio=False)
         self.max_batch = None if max_batch is None else check_int("max_batch", max_batch)
 
     def __call__(self, eps_fn: EpsFn, x, generator: torch.Generator | None = None, reference=None):
@@ -30,6 +38,12 @@ class ITDLoss(LossTerm):
                 "(DiffusionModule passes its own)."
             )
         value = nll(
-            eps_fn, x, reference, n_points=self.points, generator=generator, max_batch=self.max_batch
+            eps_fn,
+            x,
+            reference,
+            n_points=self.points,
+            generator=generator,
+            max_batch=self.max_batch,
+            draws=self.draws,
         ).mean()
         return value, {self.name: value.detach()}
