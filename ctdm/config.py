@@ -27,23 +27,17 @@ from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-# -- the schema: types only; every value is set once, in conf/ -----------------------------------
+from ctdm.diffusion.settings import LikelihoodSettings
 
-
-@dataclass
-class LikelihoodConfig:
-    loc: float | None = MISSING
-    scale: float | None = MISSING
-    clip: float = MISSING
-    ref_var: float | None = MISSING
-    val_points: int = MISSING
+# -- the schema: types; every value is set once, in conf/ (diffusion.likelihood: in its dataclass) ----
 
 
 @dataclass
 class DiffusionConfig:
     schedule: Any = MISSING  # built by _target_
     sigma_data: float = MISSING
-    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+    # Types and defaults both: ctdm.diffusion.LikelihoodSettings is what the module builds from this node.
+    likelihood: LikelihoodSettings = field(default_factory=LikelihoodSettings)
 
 
 @dataclass
