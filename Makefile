@@ -20,7 +20,7 @@ train:  ## the embedded default run (2-D eight Gaussians, CPU, about a minute); 
 	$(PY) -m ctdm.train $(ARGS)
 
 sweep:  ## the CPU-sized dino comparison (5 arms x 3 seeds x 2 recipes, joblib) and its report.md; ARGS=...
-	$(PY) experiments/paper_dino.py $(ARGS)
+	$(PY) -m experiments.compare_arms $(ARGS)
 
 lint:
 	$(PY) -m ruff check ctdm tests benchmarks experiments

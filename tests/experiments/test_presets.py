@@ -52,15 +52,12 @@ def test_preset_smoke_runs(preset, tmp_path):
 @pytest.mark.parametrize("preset", ["paper_dino", "paper_1d", "eight_gaussians", "digits"])
 @pytest.mark.parametrize("recipe", ["authors", "decay"])
 def test_every_sweep_recipe_composes_with_the_preset_and_builds_its_schedule(preset, recipe, tmp_path):
-    # experiments/paper_dino.py adds each recipe's overrides to the preset; a preset that sets keys of
+    # experiments.compare_arms adds each recipe's overrides to the preset; a preset that sets keys of
     # one schedule (e.g. LinearLR's start_factor) would break the other (CosineAnnealingLR).
-    import sys
-
     import torch
     from hydra.utils import instantiate
 
-    sys.path.insert(0, str(CONF.parent / "experiments"))
-    from paper_dino import RECIPES
+    from experiments.compare_arms import RECIPES
 
     cfg = compose_config([f"experiment={preset}", *RECIPES[recipe]], tmp_path / "run")
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
