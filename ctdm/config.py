@@ -76,6 +76,16 @@ class CtdmConfig:
 
 ConfigStore.instance().store(name="ctdm_schema", node=CtdmConfig)
 
+# Every option of the `sampler` group is also an option of `eval/samplers`, placed at
+# eval.samplers.<option> ('eval/samplers=[ddpm,para_ddpm]'), so a new file in conf/sampler/ is all a
+# new sampler needs (conf/eval/samplers/ itself holds only `selected`, the `sampler` choice).
+for _option in sorted((Path(__file__).resolve().parents[1] / "conf" / "sampler").glob("[!_]*.yaml")):
+    ConfigStore.instance().store(
+        group="eval/samplers",
+        name=_option.stem,
+        node={"defaults": [{f"/sampler@{_option.stem}": _option.stem}]},
+    )
+
 
 # -- keys of the open groups that the run relies on ----------------------------------------------
 
