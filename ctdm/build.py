@@ -52,7 +52,8 @@ def build_samplers(cfg: DictConfig | dict) -> dict:
 
 def build_loggers(cfg: DictConfig) -> list:
     """The loggers of `cfg.logger`, with their null name/group/tags/job_type keys set from the run's
-    identity (ctdm.tracking.run_identity; keys a logger's config sets, like the CSV logger's name, are kept)."""
+    identity (ctdm.tracking.run_identity; keys a logger's config sets, like the CSV logger's name, are
+    kept)."""
     identity = run_identity(cfg, HydraConfig.get() if HydraConfig.initialized() else None)
     loggers = []
     for node in (cfg.get("logger") or {}).values():

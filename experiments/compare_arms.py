@@ -79,7 +79,9 @@ def main(argv=None) -> Path:  # report.md's path (the out folder with --no-repor
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: logs/<experiment>)")
     parser.add_argument("--ood-samples", type=int, default=500, help="samples for the exact-error measure")
     parser.add_argument("--report-only", action="store_true", help="rebuild report.md from --out, no runs")
-    parser.add_argument("--no-report", action="store_true", help="run the jobs only (experiments.report later)")
+    parser.add_argument(
+        "--no-report", action="store_true", help="run the jobs only (experiments.report later)"
+    )
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     args.arms = args.arms or ARMS.get(args.experiment, "mse,mse_cdl")

@@ -80,10 +80,10 @@ def measure_ood_error(
     """The denoiser's exact error on the training paths and at the sampler's queries, as numbers.
 
     Runs `sampler` (sequential or parallel) with a recording eps_fn for samples 0 .. num_samples-1 of
-    `seed` (ctdm.evaluation's per-sample seeds, as every evaluation draws them); path states are drawn at the very levels
-    the sampler queried, so (a) and (b) differ only in where z lies. Returns a JSON-ready dict:
-    error_on_paths, error_at_queries (means over states), ratio, their medians (median_on_paths,
-    median_at_queries, median_ratio), queries (states), calls, and both
+    `seed` (ctdm.evaluation's per-sample seeds, as every evaluation draws them); path states are drawn
+    at the very levels the sampler queried, so (a) and (b) differ only in where z lies. Returns a
+    JSON-ready dict: error_on_paths, error_at_queries (means over states), ratio, their medians
+    (median_on_paths, median_at_queries, median_ratio), queries (states), calls, and both
     means per log-SNR bin (`by_logsnr`: bin edges and the two curves; empty bins are null).
     """
     shape = tuple(shape) if shape is not None else (law.dim,)

@@ -1,10 +1,10 @@
 """Sample evaluation, Lightning-free: which samples a process draws, drawing them, scoring them, and the
 results as plain records.
 
-    scorer = scorer_for(datamodule)                      # MMD for low-dimensional data, FID/KID for images
+    scorer = scorer_for(datamodule)  # MMD for low-dimensional data, FID/KID for images
     result = evaluate_samplers(samplers, model.eps, scorer, shape, num_samples=2000, seed=0)
-    result.metrics                                       # {"eval/<sampler>/mmd": ..., "eval/<sampler>/nfe": ...}
-    write_outputs(result, run_folder, step, datamodule.x_val)   # sample plots, per-pass curves
+    result.metrics  # {"eval/<sampler>/mmd": ..., "eval/<sampler>/nfe": ...}
+    write_outputs(result, run_folder, step, datamodule.x_val)  # sample plots, per-pass curves
 
 Under DDP pass `Ranks(rank, world, all_gather)`: each rank draws its share of the sample indices with
 the same per-sample seeds, so 1 and N ranks give the same samples and metrics.

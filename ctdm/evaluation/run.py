@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ctdm.evaluation.generate import gather, generate
 from ctdm.evaluation.records import EvaluationResult, SamplerResult, first_below
-from ctdm.evaluation.seeds import Ranks, sample_seeds
+from ctdm.evaluation.seeds import ONE_PROCESS, Ranks, sample_seeds
 from ctdm.plotting import plot_pass_curve, plot_samples
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def evaluate_samplers(
     seed: int = 0,
     batch_size: int | None = None,
     threshold: float | None = None,
-    ranks: Ranks = Ranks(),
+    ranks: Ranks = ONE_PROCESS,
     device: torch.device | str = "cpu",
     precision: str | None = None,
     progress: bool = False,
@@ -101,5 +101,7 @@ def write_outputs(result: EvaluationResult, output_dir: str | Path, step: int, r
         reached = f"below threshold at pass {hit['pass']}" if hit else "never below threshold"
         title = f"{r.name}, step {step}: MMD^2 after each pass ({reached})"
         path = out / "plots" / f"mmd_per_pass_{r.name}_step{step:06d}.png"
-        plots[f"eval/{r.name}/mmd_per_pass"] = plot_pass_curve(r.curve, path, title, result.threshold, sequential)
+        plots[f"eval/{r.name}/mmd_per_pass"] = plot_pass_curve(
+            r.curve, path, title, result.threshold, sequential
+        )
     return plots

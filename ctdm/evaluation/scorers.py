@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ctdm.data.images import to_model_range
-from ctdm.evaluation.seeds import Ranks
+from ctdm.evaluation.seeds import ONE_PROCESS, Ranks
 from ctdm.metrics import ImageMetrics, mmd2, real_stats_file
 
 
@@ -98,7 +98,7 @@ def image_scorer(
     kid_subset_size: int = 1000,
     kid_subsets: int = 100,
     batch_size: int = 64,
-    ranks: Ranks = Ranks(),
+    ranks: Ranks = ONE_PROCESS,
     device: torch.device | str = "cpu",
 ) -> ImageScorer:
     """FID/KID against `ref_stats` (an npz of mu, sigma: FID only), or the training images of `datamodule`
@@ -119,7 +119,9 @@ def image_scorer(
     cache = None
     if cache_dir:
         resolution = list(datamodule.shape[1:])
-        cache = real_stats_file(cache_dir, data_name(datamodule), "train", resolution, metrics.name, len(images))
+        cache = real_stats_file(
+            cache_dir, data_name(datamodule), "train", resolution, metrics.name, len(images)
+        )
     mine = ranks.share(len(images))
     share = images[mine.start : mine.stop]
     batches = (
@@ -131,7 +133,8 @@ def image_scorer(
 
 
 def is_image_data(datamodule) -> bool:
-    """Image data ([N, C, H, W] held-out points) are scored by FID/KID; MMD measures nothing in 64+ dimensions."""
+    """Image data ([N, C, H, W] held-out points) are scored by FID/KID: MMD measures nothing in 64+
+    dimensions."""
     return datamodule.x_val.dim() == 4
 
 
