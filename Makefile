@@ -27,7 +27,7 @@ lint:
 	$(PY) -m ruff format --check ctdm tests benchmarks experiments
 
 bench:  ## benchmark scripts under benchmarks/ (each prints side-by-side figures)
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf logs multirun outputs .pytest_cache .ruff_cache

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from _device import synchronize
 from hydra import compose, initialize_config_dir
 
 import ctdm.config  # noqa: F401  (stores the config schema that conf/config.yaml composes on)
@@ -135,11 +136,6 @@ def memory_per_sample(steps: int, windows: list[int], shape=(3, 32, 32), samples
             sampler(lambda z, logsnr: 0.1 * z, shape, torch.arange(samples))
         per_sample = memory.peak / samples / 2**20
         print(f"{min(window, steps):>8} {per_sample:>10.2f} {per_sample / state_mb:>14.0f}", flush=True)
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ CASES = [(name, args, expect) for name, modes in SMALL.items() for args, expect 
 
 
 def test_every_benchmark_has_a_small_mode():
-    assert set(SMALL) == {p.name for p in BENCHMARKS.glob("*.py")}
+    assert set(SMALL) == {p.name for p in BENCHMARKS.glob("[!_]*.py")}  # _*.py: shared helpers
 
 
 @pytest.mark.slow
