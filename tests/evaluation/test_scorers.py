@@ -56,7 +56,8 @@ def test_image_scorer_in_chunks_is_the_one_shot_fid():
 
 def test_real_features_are_cached_under_a_name_that_says_what_they_are(tmp_path, monkeypatch):
     dm = _digits()
-    first = image_scorer(dm, RandomConvFeatures(), cache_dir=tmp_path, real_count=300)
+    options = {"cache_dir": tmp_path, "kid_subset_size": 50, "kid_subsets": 5}
+    first = image_scorer(dm, RandomConvFeatures(), real_count=300, **options)
     (cache,) = tmp_path.iterdir()
     assert cache.name == f"digits_train_8x8px_{first.metrics.name}_n300.npz"
 
@@ -64,12 +65,12 @@ def test_real_features_are_cached_under_a_name_that_says_what_they_are(tmp_path,
         raise AssertionError("the cached features should have been used, not the images")
 
     monkeypatch.setattr(scorers, "to_model_range", unread)
-    again = image_scorer(dm, RandomConvFeatures(), cache_dir=tmp_path, real_count=300)
+    again = image_scorer(dm, RandomConvFeatures(), real_count=300, **options)
     for scorer in (first, again):
         scorer.update(dm.x_val)
     assert again.compute() == pytest.approx(first.compute(), rel=1e-6)
     with pytest.raises(AssertionError, match="cached features"):  # another count: another file
-        image_scorer(dm, RandomConvFeatures(), cache_dir=tmp_path, real_count=200)
+        image_scorer(dm, RandomConvFeatures(), real_count=200, **options)
 
 
 def test_data_names():
