@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 import torch
+from _device import synchronize
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 import ctdm.config  # noqa: F401  (stores the config schema that conf/config.yaml composes on)
+from ctdm.build import build_data, build_module, load_module
 from ctdm.data.toy import eight_gaussians
 from ctdm.metrics import mmd2
 from ctdm.nets import UNet
@@ -39,17 +40,13 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def trained_model(train_steps: int, ckpt: str | None):
+    if ckpt:
+        return load_module(ckpt, key="--ckpt"), f"loaded {ckpt}"
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"trainer.max_steps={train_steps}"])
-    model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
-    if ckpt:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-        if "data_var" in state:  # sized by the data, so set before loading
-            model.set_data_var(state["data_var"])
-        model.load_state_dict(state)
-        return model.eval(), f"loaded {ckpt}"
+    model = build_module(cfg)
     torch.manual_seed(0)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_data(cfg)
     datamodule.setup("fit")
     if hasattr(model, "set_data_var"):  # the likelihood reference, as Lightning's setup would give it
         var = getattr(datamodule, "data_var", None)
@@ -139,11 +136,6 @@ def memory_per_sample(steps: int, windows: list[int], shape=(3, 32, 32), samples
             sampler(lambda z, logsnr: 0.1 * z, shape, torch.arange(samples))
         per_sample = memory.peak / samples / 2**20
         print(f"{min(window, steps):>8} {per_sample:>10.2f} {per_sample / state_mb:>14.0f}", flush=True)
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()

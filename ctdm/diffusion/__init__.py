@@ -27,6 +27,7 @@ from ctdm.diffusion.schedules import (
     logsnr_to_sigma,
     sigma_to_logsnr,
 )
+from ctdm.diffusion.settings import LikelihoodSettings
 
 __all__ = [
     "DDPMSchedule",
@@ -34,6 +35,7 @@ __all__ = [
     "EDMLogNormal",
     "EDMPrecond",
     "EpsPrediction",
+    "LikelihoodSettings",
     "Parameterization",
     "Reference",
     "VPrediction",
