@@ -12,7 +12,7 @@ from ctdm.metrics.features import fid_helper_torchscript
 BENCHMARKS = ROOT / "benchmarks"
 # script -> its small modes: (arguments, a line its table prints); {ckpt} is a smoke run's checkpoint.
 SMALL = {
-    "cdl_step.py": [(["--repeats", "1"], "logit std")],
+    "cdl_step.py": [(["--small"], "8g sd")],
     "fid.py": [(["--images", "4", "--samples", "8", "--steps", "5", "--threads", "1"], "eval/sampling")],
     "gpu_options.py": [
         (["--small", "--no-compile", "--batch", "2", "--samples", "2", "--steps", "1"], "DDPM sampling")

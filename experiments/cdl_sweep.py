@@ -1,0 +1,127 @@
+"""Which CDL setting helps? Named arms (sets of overrides) on experiment=paper_dino, run in stages.
+
+    python -m experiments.cdl_sweep --list                        # the arms and their overrides
+    python -m experiments.cdl_sweep --stage coarse --jobs 2       # every arm, seed 0
+    python -m experiments.cdl_sweep --stage confirm --arms itd,itd_cdl_p2_w0.01 --seeds 0,1,2
+    python -m experiments.cdl_sweep --stage coarse --smoke --arms itd,itd_cdl_sf2_w1   # seconds
+
+An arm is a base loss (`mse_sum`, the authors' DDPM baseline; `mse`, the mean MSE that `mse_cdl` adds
+CDL to; `itd`, the authors' ITD loss, also with stratified levels) or ctdm's every-item CDL on the MSE or
+the ITD base at `points` shared draws and `weight`, with plain draws (p2, p8, p16) or with the
+lower-variance draws at the authors' cost (sf2: 2 points, stratified and focused levels,
+ctdm.diffusion.Draws). Each job is one `python -m ctdm.train` run into <out>/<arm>/seed<k>/; a job whose
+folder already holds summary.json is skipped, so a sweep stopped in one session resumes in the next,
+and a later stage reuses the seeds an earlier one ran. Arguments after `--` go to every job.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+BASES = {
+    "mse_sum": ["loss=mse_sum"],
+    "mse": ["loss=mse"],
+    "itd": ["loss=itd"],
+    "itd_stratified": ["loss=itd", "loss.itd.draws.stratified=true"],
+}
+POINTS = (2, 8, 16)
+WEIGHTS = (0.01, 0.1, 1)
+LOWER_VARIANCE = ["loss.cdl.points=2", "loss.cdl.draws.stratified=true", "loss.cdl.draws.focused=true"]
+
+
+def _arms() -> dict[str, list[str]]:
+    arms = dict(BASES)
+    for base in ("itd", "mse"):
+        for weight in WEIGHTS:
+            for points in POINTS:
+                arms[f"{base}_cdl_p{points}_w{weight}"] = [
+                    f"loss={base}_cdl",
+                    f"loss.cdl.points={points}",
+                    f"loss.cdl.weight={weight}",
+                ]
+            arms[f"{base}_cdl_sf2_w{weight}"] = [
+                f"loss={base}_cdl",
+                *LOWER_VARIANCE,
+                f"loss.cdl.weight={weight}",
+            ]
+    return arms
+
+
+ARMS = _arms()
+STAGES = {"coarse": "0", "confirm": "0,1,2"}  # default seeds of each stage
+
+
+def command(arm: str, seed: int, out: Path, extra: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ctdm.train",
+        "experiment=paper_dino",
+        *ARMS[arm],
+        f"seed={seed}",
+        f"hydra.run.dir={out / arm / f'seed{seed}'}",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        "eval.progress_bar=false",
+        *extra,
+    ]
+
+
+def run_job(arm: str, seed: int, out: Path, extra: list[str]) -> tuple[str, int, float]:
+    folder = out / arm / f"seed{seed}"
+    start = time.perf_counter()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(out / arm / f"seed{seed}.log", "w") as log:
+        env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled"), "OMP_NUM_THREADS": "1"}
+        code = subprocess.run(
+            command(arm, seed, out, extra), stdout=log, stderr=subprocess.STDOUT, env=env
+        ).returncode
+    return f"{arm}/seed{seed}", code, time.perf_counter() - start
+
+
+def main(argv=None) -> list[tuple[str, int, float]]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stage", choices=sorted(STAGES), default="coarse")
+    parser.add_argument("--arms", default=None, help="comma-separated arm names (default: all)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the stage's)")
+    parser.add_argument("--jobs", type=int, default=2, help="jobs at once, one thread each")
+    parser.add_argument("--out", type=Path, default=Path("logs/cdl_sweep"))
+    parser.add_argument("--smoke", action="store_true", help="debug=smoke: every job in seconds")
+    parser.add_argument("--list", action="store_true", help="print the arms and exit")
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"] + (["debug=smoke"] if args.smoke else [])
+    if args.list:
+        for name, overrides in ARMS.items():
+            print(f"{name:24s} {' '.join(overrides)}")
+        return []
+    arms = args.arms.split(",") if args.arms else list(ARMS)
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        parser.error(f"--arms has unknown arms {unknown}; `--list` prints the {len(ARMS)} arms.")
+    seeds = [int(s) for s in (args.seeds or STAGES[args.stage]).split(",")]
+    out = args.out.resolve()
+    todo = [(a, s) for a in arms for s in seeds if not (out / a / f"seed{s}" / "summary.json").exists()]
+    print(
+        f"{len(todo)} jobs to run ({len(arms) * len(seeds) - len(todo)} already done) into {out}", flush=True
+    )
+    done = []
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_job, arm, seed, out, extra) for arm, seed in todo]
+        for future in as_completed(futures):
+            name, code, seconds = future.result()
+            print(
+                f"{name}: {'ok' if code == 0 else f'failed (exit {code})'} in {seconds / 60:.1f} min",
+                flush=True,
+            )
+            done.append((name, code, seconds))
+    return done
+
+
+if __name__ == "__main__":
+    main()
