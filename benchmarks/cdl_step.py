@@ -2,8 +2,8 @@
 
 For each way of computing the CDL at batch 128 on the 2-D MLP it prints:
   evals        network evaluations per step (the MSE's 128 included)
-  ms/step      one optimizer step (forward, backward, Adam), and /floor against one forward + backward
-               + Adam over as many evaluations in a single batch
+  ms/step      one optimizer step (forward, backward, Adam; the median of alternating timings), and
+               /floor against one forward + backward + Adam over as many evaluations in a single batch
   logit sd     the noise of one item's classifier logit: its standard deviation over redraws, averaged
                over 64 held-out points (half clean, half noised at a zeta from the CDL's distribution),
                with the exact denoiser of the eight Gaussians (8g) and of the dino, so the spread is the
@@ -17,6 +17,7 @@ Usage: python benchmarks/cdl_step.py [--repeats 30] [--small]
 """
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -55,13 +56,18 @@ def logit_std(law, points, share_draws, draws, held_out=64, repeats=64):
     return sd.mean().item(), sd.median().item()
 
 
-def timed(step, repeats):
+def timed_pair(step, floor, repeats):
+    """Median ms of `step` and of `floor`, timed alternately one call at a time (a shared, loaded CPU
+    slows both alike, so their ratio holds)."""
     for _ in range(3):
-        step()
-    start = time.perf_counter()
+        step(), floor()
+    times = {step: [], floor: []}
     for _ in range(repeats):
-        step()
-    return 1e3 * (time.perf_counter() - start) / repeats
+        for fn in (step, floor):
+            start = time.perf_counter()
+            fn()
+            times[fn].append(time.perf_counter() - start)
+    return [1e3 * statistics.median(times[fn]) for fn in (step, floor)]
 
 
 def main(argv=None):
@@ -154,7 +160,7 @@ def main(argv=None):
         f" {'8g sd':>7s} {'median':>7s} {'dino sd':>8s} {'median':>7s}"
     )
     for name, step, evals, points, shared, draws in cases:
-        ms, floor_ms = timed(step, repeats), timed(floor(evals), repeats)
+        ms, floor_ms = timed_pair(step, floor(evals), repeats)
         base = base or ms
         noise = ""
         if points:

@@ -3,6 +3,7 @@
     python -m experiments.cdl_sweep --list                        # the arms and their overrides
     python -m experiments.cdl_sweep --stage coarse --jobs 2       # every arm, seed 0
     python -m experiments.cdl_sweep --stage confirm --arms itd,itd_cdl_p2_w0.01 --seeds 0,1,2
+    python -m experiments.cdl_sweep --stage nfe --arms itd,itd_cdl_p2_w0.01 --seeds 0,1,2
     python -m experiments.cdl_sweep --stage coarse --smoke --arms itd,itd_cdl_sf2_w1   # seconds
 
 An arm is a base loss (`mse_sum`, the authors' DDPM baseline; `mse`, the mean MSE that `mse_cdl` adds
@@ -12,9 +13,16 @@ lower-variance draws at the authors' cost (sf2: 2 points, stratified and focused
 ctdm.diffusion.Draws). Each job is one `python -m ctdm.train` run into <out>/<arm>/seed<k>/; a job whose
 folder already holds summary.json is skipped, so a sweep stopped in one session resumes in the next,
 and a later stage reuses the seeds an earlier one ran. Arguments after `--` go to every job.
+
+Stage `nfe` trains nothing: it scores the finished jobs' checkpoints with few-step samplers, where a
+denoiser that is better off the training paths should matter most: DDIM and EDM-Heun at 10, 25, 50
+and 100 steps and ParaDDIM-700 at tolerances 0.1 and 0.3 (MMD in the preset's units, the same
+samples and seeds for every arm), into <job>/nfe.json; `--exact` also scores the data's exact
+denoiser once, into <out>/exact_nfe.json (the limit).
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -52,7 +60,73 @@ def _arms() -> dict[str, list[str]]:
 
 
 ARMS = _arms()
-STAGES = {"coarse": "0", "confirm": "0,1,2"}  # default seeds of each stage
+STAGES = {"coarse": "0", "confirm": "0,1,2", "nfe": "0,1,2"}  # default seeds of each stage
+NFE_STEPS = (10, 25, 50, 100)
+NFE_TOLERANCES = (0.1, 0.3)
+
+
+def nfe_samplers(cfg: dict, steps=NFE_STEPS, tolerances=NFE_TOLERANCES) -> list:
+    """DDIM and EDM-Heun at each number of steps, and the run's ParaDDIM at each tolerance."""
+    from hydra.utils import instantiate
+
+    from ctdm.samplers import DDIMSampler, HeunSampler
+
+    schedule = instantiate(cfg["diffusion"]["schedule"])
+    samplers = []
+    for k in steps:
+        samplers += [DDIMSampler(k, schedule, name=f"ddim{k}"), HeunSampler(k, name=f"heun{k}")]
+    para = cfg["eval"]["samplers"]["para_ddim"]
+    samplers += [instantiate({**para, "tolerance": t, "name": f"para_ddim_tol{t}"}) for t in tolerances]
+    return samplers
+
+
+def score_nfe(cfg: dict, denoiser, num_samples: int | None = None) -> dict:
+    """{sampler: {mmd, nfe, passes}} of every `nfe_samplers` sampler on `denoiser`, scored as the run's
+    own evaluation (its held-out points, bandwidth, units, seed and sample count)."""
+    from ctdm.build import build_data
+    from ctdm.evaluation import MMDScorer, evaluate_samplers
+
+    data, ev = build_data(cfg), cfg["eval"]
+    data.setup("fit")
+    result = evaluate_samplers(
+        nfe_samplers(cfg),
+        denoiser,
+        MMDScorer(data.x_val, ev["mmd_bandwidth"], ev["mmd_units"]),
+        tuple(data.shape),
+        num_samples=num_samples or ev["num_samples"],
+        seed=ev["seed"],
+    )
+    return {r.name: {"mmd": r.scores["mmd"], "nfe": r.nfe, "passes": r.passes} for r in result.samplers}
+
+
+def run_nfe(folder: Path, num_samples: int | None = None) -> tuple[str, int, float]:
+    """Stage nfe for one finished job: its last.ckpt scored by `score_nfe` into <folder>/nfe.json."""
+    from ctdm.build import load_module
+
+    start = time.perf_counter()
+    checkpoint = folder / "checkpoints" / "last.ckpt"
+    if not checkpoint.is_file():
+        return f"{folder.parent.name}/{folder.name}", 1, 0.0
+    module = load_module(checkpoint)
+    scores = score_nfe(module.run_config, module.eps, num_samples)
+    (folder / "nfe.json").write_text(json.dumps(scores, indent=1))
+    return f"{folder.parent.name}/{folder.name}", 0, time.perf_counter() - start
+
+
+def run_exact_nfe(out: Path, folder: Path, num_samples: int | None = None) -> None:
+    """The data's exact denoiser through the same samplers: the limit every arm is measured against."""
+    import torch
+
+    from ctdm.build import build_data
+    from ctdm.checkpoint import load_checkpoint
+
+    cfg = load_checkpoint(folder / "checkpoints" / "last.ckpt")["ctdm_config"]
+    law = build_data(cfg).law
+
+    def exact(z, a):  # the mixture's [N, K, d] tensors, a cache-sized chunk at a time
+        return torch.cat([law.eps(zc, ac) for zc, ac in zip(z.split(4096), a.split(4096), strict=True)])
+
+    (out / "exact_nfe.json").write_text(json.dumps(score_nfe(cfg, exact, num_samples), indent=1))
 
 
 def command(arm: str, seed: int, out: Path, extra: list[str]) -> list[str]:
@@ -94,6 +168,8 @@ def main(argv=None) -> list[tuple[str, int, float]]:
     parser.add_argument("--out", type=Path, default=Path("logs/cdl_sweep"))
     parser.add_argument("--smoke", action="store_true", help="debug=smoke: every job in seconds")
     parser.add_argument("--list", action="store_true", help="print the arms and exit")
+    parser.add_argument("--exact", action="store_true", help="stage nfe: also the exact denoiser's limit")
+    parser.add_argument("--samples", type=int, default=None, help="stage nfe: samples (default: the run's)")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"] + (["debug=smoke"] if args.smoke else [])
     if args.list:
@@ -106,6 +182,21 @@ def main(argv=None) -> list[tuple[str, int, float]]:
         parser.error(f"--arms has unknown arms {unknown}; `--list` prints the {len(ARMS)} arms.")
     seeds = [int(s) for s in (args.seeds or STAGES[args.stage]).split(",")]
     out = args.out.resolve()
+    if args.stage == "nfe":
+        import torch
+
+        torch.set_num_threads(1)
+        folders = [out / a / f"seed{s}" for a in arms for s in seeds]
+        todo = [f for f in folders if (f / "summary.json").exists() and not (f / "nfe.json").exists()]
+        print(f"{len(todo)} checkpoints to score into nfe.json", flush=True)
+        done = []
+        for folder in todo:
+            name, code, seconds = run_nfe(folder, args.samples)
+            print(f"{name}: {'ok' if code == 0 else 'no checkpoint'} in {seconds / 60:.1f} min", flush=True)
+            done.append((name, code, seconds))
+        if args.exact and todo and not (out / "exact_nfe.json").exists():
+            run_exact_nfe(out, todo[0], args.samples)
+        return done
     todo = [(a, s) for a in arms for s in seeds if not (out / a / f"seed{s}" / "summary.json").exists()]
     print(
         f"{len(todo)} jobs to run ({len(arms) * len(seeds) - len(todo)} already done) into {out}", flush=True

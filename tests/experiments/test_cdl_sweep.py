@@ -1,6 +1,8 @@
 """The CDL sweep (experiments.cdl_sweep): every arm composes with the dino preset, builds its loss and
 takes a training step; a smoke sweep runs the real CLI into <out>/<arm>/seed<k>/ and resumes."""
 
+import json
+
 import pytest
 import torch
 from conftest import ROOT, cli_env, compose_config
@@ -38,7 +40,8 @@ def test_every_arm_composes_and_takes_a_step(arm, tmp_path):
 @pytest.mark.slow
 def test_smoke_sweep_runs_and_resumes(tmp_path, monkeypatch):
     arms = "itd,itd_cdl_sf2_w1"
-    monkeypatch.setattr(cdl_sweep.os, "environ", cli_env())
+    for key, value in cli_env().items():  # the jobs' environment: tests/ importable, W&B off
+        monkeypatch.setenv(key, value)
     monkeypatch.chdir(ROOT)
     args = ["--stage", "coarse", "--arms", arms, "--smoke", "--jobs", "2", "--out", str(tmp_path)]
     done = cdl_sweep.main(args)
@@ -48,6 +51,16 @@ def test_smoke_sweep_runs_and_resumes(tmp_path, monkeypatch):
         assert all(o in overrides for o in cdl_sweep.ARMS[arm])
         assert (tmp_path / arm / "seed0" / "summary.json").exists()
     assert cdl_sweep.main(args) == []  # finished jobs are not run again
+    # stage nfe scores the checkpoints with the few-step samplers, and the exact denoiser once
+    nfe = ["--stage", "nfe", "--arms", arms, "--seeds", "0", "--out", str(tmp_path), "--samples", "32"]
+    assert [code for _, code, _ in cdl_sweep.main([*nfe, "--exact"])] == [0, 0]
+    names = {f"ddim{k}" for k in cdl_sweep.NFE_STEPS} | {f"heun{k}" for k in cdl_sweep.NFE_STEPS}
+    names |= {f"para_ddim_tol{t}" for t in cdl_sweep.NFE_TOLERANCES}
+    for scores in [json.loads((tmp_path / a / "seed0" / "nfe.json").read_text()) for a in arms.split(",")]:
+        assert set(scores) == names
+        assert scores["heun10"]["nfe"] == 19 and scores["ddim25"]["nfe"] == 25
+    exact = json.loads((tmp_path / "exact_nfe.json").read_text())
+    assert set(exact) == names and all(abs(v["mmd"]) < 1 for v in exact.values())
 
 
 def test_unknown_arm_is_refused(capsys):
