@@ -216,9 +216,8 @@ def user_errors(cfg: DictConfig):
         print(f"Error: {render_error(err, cfg)}\n(HYDRA_FULL_ERROR=1 prints the trace.)", file=sys.stderr)
         sys.exit(1)
     finally:
-        import wandb
-
-        if wandb.run is not None:
+        wandb = sys.modules.get("wandb")  # a run that failed before importing it has none to close
+        if wandb is not None and getattr(wandb, "run", None) is not None:
             wandb.finish()
 
 

@@ -2,7 +2,8 @@
 
 Composes conf/config.yaml, instantiates every object from its `_target_`, fits, runs the sample
 evaluation callback, writes `summary.json` into the run folder (only on success) and prints a
-short summary.
+short summary. Lightning and the libraries under it are imported after the config passed
+ctdm.cli.preflight, so a config error is refused in seconds.
 """
 
 import json
@@ -10,14 +11,10 @@ import logging
 from pathlib import Path
 
 import hydra
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ctdm.build import build_callbacks, build_module, build_run
-from ctdm.callbacks import SampleEvaluation
-from ctdm.checkpoint import check_network, load_checkpoint
-from ctdm.config import check_config, check_optimized_metric, user_errors
+from ctdm.cli import preflight, quiet_libraries
+from ctdm.config import check_optimized_metric, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +23,31 @@ def train(cfg: DictConfig) -> dict:
     """Fit and evaluate one run; returns the summary that is also written to summary.json.
 
     Everything a user can get wrong is checked first, in this order, before any data is read:
-    the config's values, the objects built from it (each class checks its own arguments), the
-    checkpoint to resume from.
+    before Lightning is imported, the config's values, the files it names and the arguments of the
+    loss terms and samplers (ctdm.cli.preflight), and the checkpoint to resume from is read; then the
+    module (each class checks its own arguments) and the checkpoint's network against it.
     """
     (Path(cfg.paths.output_dir) / "summary.json").unlink(missing_ok=True)  # only this run's may exist
-    check_config(cfg)
+    preflight(cfg)  # before the heavy imports below
+    checkpoint = None
+    if cfg.get("ckpt_path") is not None:
+        from ctdm.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+    quiet_libraries()
+    import lightning as L
+    import torch
+
+    from ctdm.build import build_callbacks, build_module, build_run
+    from ctdm.callbacks import SampleEvaluation
+    from ctdm.checkpoint import check_network
+    from ctdm.tracking import offline_runs, record_summary
+
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
     model = build_module(cfg)
-    if cfg.get("ckpt_path") is not None:
-        checkpoint = load_checkpoint(cfg.ckpt_path)
+    if checkpoint is not None:
         check_network(checkpoint, model, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
         _continue_wandb_run(cfg, checkpoint)
         del checkpoint  # Lightning reads it again in fit
@@ -56,6 +67,7 @@ def train(cfg: DictConfig) -> dict:
         if isinstance(callback, SampleEvaluation):
             metrics.update(callback.results)
     check_optimized_metric(cfg.get("optimized_metric"), metrics)
+    record_summary(run.loggers, metrics)
     plots = [str(p) for c in callbacks if isinstance(c, SampleEvaluation) for p in c.plots.values()]
     checkpoints = [c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)]
     # The one that monitors a metric keeps the best; the one that does not, the latest (callbacks/).
@@ -68,6 +80,7 @@ def train(cfg: DictConfig) -> dict:
         "plots": plots,
         "last_checkpoint": last or next((c.last_model_path for c in checkpoints if c.last_model_path), None),
         "best_checkpoint": best,
+        "wandb_offline": [str(p) for p in offline_runs(run.loggers)],  # to `wandb sync` later
     }
     if trainer.is_global_zero:
         _write_summary(summary)
@@ -84,6 +97,8 @@ def _continue_wandb_run(cfg: DictConfig, checkpoint: dict) -> None:
 
 
 def _write_summary(summary: dict) -> None:
+    from ctdm.evaluation import sampler_table
+
     out = Path(summary["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "summary.json.tmp"
@@ -98,13 +113,12 @@ def _write_summary(summary: dict) -> None:
     if "val/nll" in m:
         acc = m.get("val/cdl_acc", float("nan"))
         lines.append(f"  val/nll (nats per sample): {m['val/nll']:.4f}; val/cdl_acc: {acc:.3f}")
-    for key, value in m.items():
-        if key.endswith("/mmd"):
-            lines.append(f"  {key} (squared MMD): {value:.3e}")
+    lines += sampler_table(m)  # every sampler: FID, KID, MMD^2, passes, NFE, seconds
     if "eval/normal_mmd" in m:
         lines.append(f"  eval/normal_mmd (standard-normal baseline): {m['eval/normal_mmd']:.3e}")
     lines += [f"  plot: {p}" for p in summary["plots"]]
     lines.append(f"  checkpoints: {summary['last_checkpoint']} (last), {summary['best_checkpoint']} (best)")
+    lines += [f"  W&B, offline: wandb sync {p}" for p in summary.get("wandb_offline", [])]
     print("\n".join(lines), flush=True)
 
 

@@ -3,6 +3,7 @@
 from ctdm.callbacks.ema import EMA, averaged_weights
 from ctdm.callbacks.mse_curve import DenoisingMSECurve
 from ctdm.callbacks.preemption import AtomicCheckpointIO, Preemption
+from ctdm.callbacks.progress import StepProgressBar
 from ctdm.callbacks.sample_evaluation import SampleEvaluation
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "DenoisingMSECurve",
     "Preemption",
     "SampleEvaluation",
+    "StepProgressBar",
     "averaged_weights",
 ]

@@ -11,7 +11,7 @@ the same per-sample seeds, so 1 and N ranks give the same samples and metrics.
 """
 
 from ctdm.evaluation.generate import Generation, gather, generate
-from ctdm.evaluation.records import EvaluationResult, SamplerResult, first_below
+from ctdm.evaluation.records import EvaluationResult, SamplerResult, first_below, sampler_table
 from ctdm.evaluation.run import evaluate_samplers, write_outputs
 from ctdm.evaluation.scorers import (
     ImageScorer,
@@ -39,6 +39,7 @@ __all__ = [
     "is_image_data",
     "rank_share",
     "sample_seeds",
+    "sampler_table",
     "scorer_for",
     "write_outputs",
 ]

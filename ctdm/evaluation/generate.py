@@ -1,17 +1,19 @@
 """Drawing samples: one sampler over a set of sample seeds, in batches, and the shares of all ranks.
 
-`generate` calls the sampler as `sampler(denoiser, shape, seeds, device=...)` (a parallel sampler also
-with a `hook` that sees every Picard pass), under the training run's autocast, and returns a
-`Generation`: the samples and what they cost. `gather` puts the ranks' generations together.
+`generate` calls the sampler as `sampler(denoiser, shape, seeds, device=..., hook=...)` (the hook sees
+every step of a sequential sampler and every Picard pass: progress, per-pass scores), under the training
+run's autocast, and returns a `Generation`: the samples and what they cost. `gather` puts the ranks'
+generations together.
 """
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from ctdm.evaluation.progress import SamplingProgress
 from ctdm.evaluation.seeds import Ranks
 from ctdm.precision import autocast
 
@@ -49,31 +51,35 @@ def generate(
 ) -> Generation:
     """The samples of `seeds` [N] by `sampler`, in batches of `batch_size` (memory only: sample i does not
     change). `precision`: Lightning's trainer.precision, so the network runs as in training (bf16-mixed).
-    `pass_score` (name, score(samples)) records the parallel sampler's score after every pass."""
+    `pass_score` (name, score(samples)) records the parallel sampler's score after every pass. `progress`:
+    a bar per batch that moves with every step or pass, with an ETA (ctdm.evaluation.progress)."""
     chunks = seeds.split(batch_size or max(len(seeds), 1)) if len(seeds) else ()
     parallel = getattr(sampler, "parallel", False)
     curve = [] if parallel and pass_score is not None and len(chunks) == 1 else None
-    bar = tqdm(
-        total=len(seeds), desc=f"sampling {sampler.name}", unit="sample", disable=not progress, leave=False
-    )
-
-    def hook(pass_index, x_last, info):
-        bar.set_postfix(passes=pass_index, active=info["active"], refresh=False)
-        if curve is not None:
-            name, score = pass_score
-            curve.append({"pass": pass_index, "nfe": info["nfe"], name: score(x_last[: len(seeds)].cpu())})
+    takes_hook = "hook" in inspect.signature(sampler).parameters  # any callable may be a sampler
 
     parts, nfe, passes, seconds, converged = [], 0.0, 0, 0.0, True
-    for chunk in chunks:
-        kwargs = {"hook": hook} if parallel else {}
+    for i, chunk in enumerate(chunks):
+        label = f"sampling {sampler.name}" + (f" (batch {i + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+        bar = SamplingProgress(sampler, label, enabled=progress)
+
+        def hook(index, x, info=None, bar=bar):
+            if info is None:  # a sequential sampler's step
+                return bar.step(index, x)
+            bar.picard_pass(index, x, info)
+            if curve is not None:
+                name, score = pass_score
+                curve.append({"pass": index, "nfe": info["nfe"], name: score(x[: len(seeds)].cpu())})
+
         with autocast(precision, device):
-            samples, stats = sampler(denoiser, shape, chunk, device=device, **kwargs)
+            samples, stats = sampler(
+                denoiser, shape, chunk, device=device, **({"hook": hook} if takes_hook else {})
+            )
+        bar.close()
         parts.append(samples)
         nfe += stats.nfe * len(chunk) / len(seeds)
         passes, seconds = max(passes, stats.passes), seconds + stats.seconds
         converged = converged and stats.converged
-        bar.update(len(chunk))
-    bar.close()
     local = torch.cat(parts) if parts else torch.empty(0, *shape, device=device)
     return Generation(local, nfe, passes, seconds, converged, curve)
 

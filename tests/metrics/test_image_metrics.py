@@ -206,7 +206,8 @@ def test_no_inception_weights_offline_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError) as err:
         features.InceptionV3()
     text = str(err.value)
-    assert "eval.fid.weights_path" in text
+    assert "eval.fid.weights_path=<file>" in text and "python -m ctdm.metrics.convert_inception" in text
+    assert "eval/fid/extractor=torchscript" in text and "_target_" not in text  # README's own syntax
     assert str(tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth") in text
     with pytest.raises(ValueError, match="'/nowhere.pth' is not a file"):
         features.InceptionV3(weights_path="/nowhere.pth")
