@@ -1,0 +1,72 @@
+"""experiments.cdl_report: jobs collected without checkpoints, the earlier report's jobs pooled as seeds
+(a job run in both places counted once), each arm against its own base."""
+
+import json
+
+import yaml
+
+from experiments import cdl_report
+
+
+def write_job(folder, loss, seed, para_ddpm, para_ddim=0.01, nll=1.5):
+    (folder / ".hydra").mkdir(parents=True)
+    overrides = ["experiment=paper_dino", f"loss={loss}", f"seed={seed}"]
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    choices = {"experiment": "paper_dino", "loss": loss}
+    (folder / ".hydra" / "hydra.yaml").write_text(
+        yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}})
+    )
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed}))
+    metrics = {"eval/para_ddpm/mmd": para_ddpm, "eval/para_ddim/mmd": para_ddim, "val/nll": nll}
+    (folder / "summary.json").write_text(json.dumps({"global_step": 20000, "metrics": metrics}))
+
+
+def test_collect_report_pools_earlier_jobs_and_compares_each_arm_with_its_base(tmp_path):
+    sweep, results, earlier = tmp_path / "sweep", tmp_path / "results", tmp_path / "earlier"
+    write_job(sweep / "itd" / "seed0", "itd", 0, 0.002)
+    write_job(sweep / "itd_cdl_p2_w0.1" / "seed0", "itd_cdl", 0, 0.0015)
+    write_job(sweep / "itd_cdl_p2_w0.1" / "seed1", "itd_cdl", 1, 0.0025)
+    (sweep / "itd" / "seed0" / "checkpoints").mkdir()
+    (sweep / "itd" / "seed0" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (sweep / "itd" / "seed1").mkdir(parents=True)  # unfinished: no summary.json
+    write_job(earlier / "0", "itd", 0, 0.002)  # the same job as sweep/itd/seed0
+    write_job(earlier / "1", "itd", 1, 0.004)
+    write_job(earlier / "2", "mse_sum", 0, 0.009)  # a base with one seed
+
+    copied = cdl_report.collect(sweep, results)
+    assert sorted(p.relative_to(results).as_posix() for p in copied) == [
+        "itd/seed0",
+        "itd_cdl_p2_w0.1/seed0",
+        "itd_cdl_p2_w0.1/seed1",
+    ]
+    assert (results / "itd" / "seed0" / "summary.json").is_file()
+    assert not (results / "itd" / "seed0" / "checkpoints").exists()
+
+    arms, checks = cdl_report.arm_runs(results, earlier)
+    assert {name: sorted(r.seed for r in runs) for name, runs in arms.items()} == {
+        "itd": ["0", "1"],
+        "itd_cdl_p2_w0.1": ["0", "1"],
+        "mse_sum": ["0"],
+    }
+    assert list(arms)[:2] == ["itd", "itd_cdl_p2_w0.1"]  # each base before its arms
+    assert checks == ["itd seed 0: ParaDDPM MMD 0.002 here, 0.002 in the earlier report"]
+    # arm mean 0.002, base mean 0.003: -0.001 ± sqrt(0.0005^2 + 0.001^2) = 0.0011
+    assert (
+        cdl_report.versus_base(arms["itd_cdl_p2_w0.1"], arms["itd"], "eval/para_ddpm/mmd")
+        == "-0.001 ± 0.0011"
+    )
+
+    report = cdl_report.report(results, earlier).read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| `itd_cdl_p2_w0.1`"))
+    assert "0.002 ± 0.00071" in row and "-0.001 ± 0.0011" in row
+    assert (results / "plots" / "mmd_vs_weight.png").stat().st_size > 0
+
+
+def test_single_seeds_compare_seed_for_seed():
+    base = [cdl_report.Run(folder=None, overrides={"seed": "0"}, config={}, choices={}, metrics={"m": 0.5})]
+    arm = [cdl_report.Run(folder=None, overrides={"seed": "0"}, config={}, choices={}, metrics={"m": 0.75})]
+    assert cdl_report.versus_base(arm, base, "m") == "+0.25 (n=1)"
+    other_seed = [
+        cdl_report.Run(folder=None, overrides={"seed": "1"}, config={}, choices={}, metrics={"m": 0.75})
+    ]
+    assert cdl_report.versus_base(other_seed, base, "m") == "-"
