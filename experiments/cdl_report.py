@@ -5,10 +5,11 @@
 
 Run folders: experiments/results/cdl_sweep/<arm>/seed<k>/ (as experiments.cdl_sweep writes them, without
 checkpoints), and the earlier dino report's jobs (experiments/results/paper_dino/authors/<job>/), which ran
-the same command for some arms: `loss=itd` is arm `itd`, `loss=itd_cdl` is `itd_cdl_p2_w1` (ctdm's default
-CDL), `loss=mse_cdl` is `mse_cdl_p2_w1`, `loss=mse_sum` is `mse_sum`, and `itd_cdl_paper` (the authors' CDL:
-2 items x 128 independent points) has no sweep arm. A job that both ran (seed 0) is counted once, and the
-report checks that the two runs agree (the code reproduces a job bit for bit, so they must).
+the same command for some arms: `loss=itd` is arm `itd`, `loss=itd_cdl` is `itd_cdl_p2_w1` (ctdm's CDL at
+its default then, weight 1), `loss=mse_cdl` is `mse_cdl_p2_w1`, `loss=mse_sum` is `mse_sum`, and
+`itd_cdl_paper` (the authors' CDL: 2 items x 128 independent points) has no sweep arm. A job that both
+ran (seed 0) is counted once, and the report checks that the two runs agree (the code reproduces a job
+bit for bit, so they must).
 
 Each arm is compared with its base, difference ± standard error: CDL on the ITD base (and ITD with
 stratified levels, and the authors' CDL) with `itd`; CDL on the MSE base with `mse_sum`. (`mse_cdl` adds CDL
@@ -88,6 +89,8 @@ def arm_runs(
     checks = []
     for run in load_runs([earlier]) if earlier and earlier.is_dir() else []:
         arm = EARLIER_ARMS.get(run.choices.get("loss", ""))
+        if arm and arm.endswith("_w1") and run.value("loss.cdl.weight") != "1":
+            arm = None  # the preset's weight then was 1; a job that ran another is no seed of this arm
         if arm is None or run.value("experiment") not in ("paper_dino", "-"):
             continue
         same = [r for r in arms.get(arm, []) if r.seed == run.seed]

@@ -88,6 +88,7 @@ def test_contrastive_training_makes_a_noise_classifier(make_cfg):
     cfg = make_cfg(
         [
             "loss=contrastive",
+            "loss.cdl.weight=1",  # strong enough to train the classifier in 600 steps (default 0.01)
             "loss.cdl.samples=64",
             "loss.cdl.points=4",
             "trainer.max_steps=600",
