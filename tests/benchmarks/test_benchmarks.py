@@ -25,7 +25,7 @@ SMALL = {
             "speed-up",
         ),
     ],
-    "time_to_error.py": [(["--repeats", "1", "--cases", "value", "path"], "median s")],
+    "time_to_error.py": [(["--repeats", "1", "--cases", "value", "path", "weights"], "median s")],
     "train_step.py": [(["--steps", "10", "--batch", "64"], "ratio to bare")],
 }
 CASES = [(name, args, expect) for name, modes in SMALL.items() for args, expect in modes]
