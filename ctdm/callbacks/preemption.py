@@ -5,12 +5,6 @@ Lightning's signal connector already turns SIGTERM into a clean stop: it sets `t
 end of the current training step. `Preemption` saves `last.ckpt` when that exception passes through
 `on_exception`, and treats SIGUSR1 (what SLURM sends ahead of a time limit with `--signal=USR1@90`) the
 same way. `AtomicCheckpointIO` makes every checkpoint write all-or-nothing.
-
-Why not Lightning's `SLURMEnvironment(auto_requeue=True, requeue_signal=SIGUSR1)`: its handler saves
-`hpc_ckpt_<n>.ckpt` from inside the signal handler, in the middle of a step (and under DDP on a rank that
-may be inside a collective), then runs `scontrol requeue`, and only under SLURM; this stops at a step
-boundary on any scheduler's SIGTERM or SIGUSR1, saves `last.ckpt` that `ckpt_path=` resumes, and leaves
-requeueing to the launcher (Hydra's submitit launcher, or the job script).
 """
 
 import logging
@@ -30,8 +24,7 @@ log = logging.getLogger(__name__)
 class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a hidden temporary file in the target's folder, fsync, then `os.replace` over the
     target: a kill at any moment leaves the previous file or the new one, never part of one. (Lightning's
-    own save renames from the system temp folder, which is a copy when that is another file system, and
-    first serialises the whole checkpoint into memory; this streams it to disk.)
+    own save renames from the system temp folder, which is a copy when that is another file system.)
     Remote paths (`s3://...`) go through Lightning's fsspec writer unchanged."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
