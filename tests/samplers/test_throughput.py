@@ -1,0 +1,293 @@
+"""Automatic rows per network call and window=auto: the choices, their memory budget, the cache, and
+that they never change what the parallel sampler computes."""
+
+import json
+import logging
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from ctdm.data.toy import eight_gaussians
+from ctdm.samplers import DDIMSampler, DDPMSampler, HeunSampler, ParallelSampler, parallel, throughput
+from ctdm.samplers.memory import TensorMemory
+from ctdm.samplers.throughput import CallTimes, call_times, measure_call_times
+
+LAW = eight_gaussians()
+
+
+class _MLP(nn.Module):
+    """A small noise predictor whose rows are independent (as every denoiser's)."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU())
+        self.out = nn.Linear(width, 2)
+
+    def eps(self, z, logsnr):
+        return 0.1 * self.out(self.net(torch.cat([z, logsnr[:, None] / 10], 1))) + 0.5 * z
+
+
+class _Calls(nn.Module):
+    """The network with a record of the rows of every call."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.sizes = net, []
+
+    def eps(self, z, logsnr):
+        self.sizes.append(len(z))
+        return self.net.eps(z, logsnr)
+
+
+def _linear_times(fixed: float = 1.0, rows_per_second: float = 64.0, top: int = 1 << 14) -> CallTimes:
+    """A made-up device: t(R) = fixed + R / rows_per_second (flat, then linear past fixed * rate rows)."""
+    rows = [1 << i for i in range(top.bit_length())]
+    return CallTimes(rows, [fixed + r / rows_per_second for r in rows], bytes_per_row=100.0, device="made up")
+
+
+@pytest.fixture
+def fixed_times(monkeypatch):
+    """ParallelSampler's plan sees `times` instead of measuring the device."""
+
+    def use(times: CallTimes):
+        monkeypatch.setattr(parallel, "call_times", lambda *args, **kwargs: times)
+
+    return use
+
+
+# --- the choices, on made-up devices -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch,window", [(1, 50), (4, 18), (16, 6), (32, 4), (48, 1), (64, 1), (4096, 1)])
+def test_auto_window_is_the_widest_pass_that_costs_at_most_two_sequential_steps(batch, window):
+    # t(R) = 1 + R/64: a pass of batch x W rows costs <= 2 (1 + batch/64) while W <= (64 + 2 batch)/batch;
+    # under MIN_WINDOW (4) it gives way to window 1. 50 steps bound the window.
+    assert _linear_times().auto_window(batch, steps=50, chunk=None) == window
+
+
+def test_auto_window_counts_the_chunks_a_pass_is_split_into():
+    times = _linear_times(fixed=1.0, rows_per_second=64.0)
+    # A step of 4 rows costs 1.0625. Chunks of 8 rows: window 2 is one call (1.125), window 3 two (2.19 >
+    # 2 x 1.0625): window 2, under MIN_WINDOW, so 1. In one call, window 18 costs 2.125.
+    assert times.auto_window(4, steps=50, chunk=8) == 1
+    assert times.auto_window(4, steps=50, chunk=None) == 18
+
+
+def test_rows_per_call_is_the_smallest_near_the_best_throughput_within_the_memory_budget():
+    times = _linear_times(fixed=1.0, rows_per_second=64.0, top=1 << 14)
+    throughput = [r / t for r, t in zip(times.rows, times.seconds, strict=True)]
+    best = max(throughput)
+    chosen = times.rows_per_call()
+    assert throughput[times.rows.index(chosen)] >= 0.95 * best
+    assert throughput[times.rows.index(chosen) - 1] < 0.95 * best  # the next smaller size is not
+    assert times.rows_per_call(memory_budget=100.0 * 37 / 0.9) == 37  # 100 bytes per row, 10% headroom
+    assert times.rows_per_call(memory_budget=1.0) == 1
+    # A CPU slower for the largest calls (past its caches): the peak, not the largest size.
+    cache_edge = CallTimes([512, 1024, 2048, 4096], [0.5, 1.0, 2.0, 5.0], 10.0)
+    assert cache_edge.rows_per_call() == 512
+
+
+def test_noise_only_adds_time_so_each_size_keeps_the_least_time_at_it_or_above():
+    times = CallTimes([1, 2, 4, 8], [1.0, 9.0, 1.5, 2.0], 1.0)  # a disturbed measurement at 2 rows
+    assert times.seconds == [1.0, 1.5, 1.5, 2.0]
+    assert times.call_seconds(3) == 1.5 and times.call_seconds(16) == 4.0  # beyond: the last throughput
+
+
+def test_a_contended_cpu_is_detected_and_not_chunked():
+    def contended(z, logsnr):  # one row: a single-threaded path; more: waits for a busy CPU's threads
+        if len(z) > 1:
+            time.sleep(0.01)
+        return z
+
+    times = measure_call_times(contended, (2,), max_rows=64)
+    assert times.contended and times.rows_per_call() is None  # no chunking, unless memory bounds it
+    assert times.rows_per_call(memory_budget=1000 / 0.9 * max(times.bytes_per_row, 1e-9)) == 1000
+    healthy = measure_call_times(lambda z, logsnr: 0.5 * z, (2,), max_rows=64)
+    assert not healthy.contended and healthy.rows_per_call() is not None
+
+
+# --- the samples do not change -----------------------------------------------------------------------
+
+
+def test_automatic_chunking_gives_the_samples_of_the_same_explicit_max_batch():
+    net, seeds = _Calls(_MLP()), torch.arange(24)
+    base = DDPMSampler(steps=40)
+    # A budget of 50 rows' activations (and the 10% headroom): the pass of 24 x 40 rows is split.
+    per_row = call_times(net.eps, net, (2,)).bytes_per_row  # measures now (its calls are recorded too)
+    net.sizes.clear()
+    auto = ParallelSampler(base, tolerance=0.1, memory_budget=50.5 / 0.9 * per_row)
+    samples, stats = auto(net, (2,), seeds)
+    chunk = stats.extra["max_batch"]
+    assert chunk <= 50 and max(net.sizes) == chunk < 24 * 40
+    explicit, explicit_stats = ParallelSampler(base, tolerance=0.1, max_batch=chunk)(net, (2,), seeds)
+    assert torch.equal(samples, explicit) and explicit_stats.passes == stats.passes
+    whole, _ = ParallelSampler(base, tolerance=0.1, max_batch=None)(net, (2,), seeds)
+    torch.testing.assert_close(samples, whole, rtol=0, atol=1e-6)  # batch-dependent kernels: rounding
+    sequential, _ = base(net, (2,), seeds)
+    tiny, _ = ParallelSampler(base, tolerance=1e-6, memory_budget=50.5 / 0.9 * per_row)(net, (2,), seeds)
+    torch.testing.assert_close(tiny, sequential, rtol=0, atol=1e-5)
+
+
+def test_rows_per_call_respect_the_memory_budget():
+    net = _Calls(_MLP(width=128))
+    per_row = call_times(net.eps, net, (2,)).bytes_per_row
+    largest = {}
+    for rows in (40, 160):
+        net.sizes.clear()
+        budget = (rows + 0.5) * per_row
+        sampler = ParallelSampler(DDPMSampler(steps=50), tolerance=0.1, memory_budget=budget)
+        sampler(net, (2,), torch.arange(30))
+        largest[rows] = max(net.sizes)
+        # The network's peak memory in its largest call, measured apart, is within the budget.
+        with TensorMemory() as memory, torch.no_grad():
+            net.net.eps(torch.randn(largest[rows], 2), torch.zeros(largest[rows]))
+        assert memory.peak <= budget, (memory.peak, budget)
+    assert largest[40] <= 40 < largest[160] <= 160, largest  # the budget binds, and a larger one allows more
+
+
+@pytest.mark.parametrize("batch", [2, 12, 64])
+def test_window_auto_gives_the_samples_of_the_same_explicit_window(fixed_times, batch):
+    times = _linear_times()
+    fixed_times(times)
+    base, seeds = DDPMSampler(steps=60), torch.arange(batch)
+    samples, stats = ParallelSampler(base, window="auto", tolerance=0.1)(LAW.eps, (2,), seeds)
+    window = times.auto_window(batch, 60, times.rows_per_call(throughput.default_memory_budget("cpu")))
+    assert stats.extra["window"] == window
+    explicit, explicit_stats = ParallelSampler(base, window=window, tolerance=0.1)(LAW.eps, (2,), seeds)
+    assert torch.equal(samples, explicit)
+    assert (stats.passes, stats.nfe) == (explicit_stats.passes, explicit_stats.nfe)
+
+
+def test_window_auto_on_a_measured_device_matches_the_sequential_sampler_at_tiny_tolerance():
+    net, seeds = _MLP(), torch.arange(16)
+    base = DDPMSampler(steps=40)
+    sequential, _ = base(net, (2,), seeds)
+    samples, stats = ParallelSampler(base, window="auto", tolerance=1e-6)(net, (2,), seeds)
+    assert 1 <= stats.extra["window"] <= 40 and stats.converged
+    torch.testing.assert_close(samples, sequential, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "base", [DDPMSampler(steps=30), DDIMSampler(steps=20, eta=0.5), HeunSampler(steps=8, S_churn=5)]
+)
+@pytest.mark.parametrize("max_passes", [None, 5])
+def test_window_one_as_a_plain_loop_is_the_picard_iteration_bit_for_bit(monkeypatch, base, max_passes):
+    def run():
+        seen = []
+        sampler = ParallelSampler(base, window=1, tolerance=0.1, max_passes=max_passes, max_batch=None)
+        hook = lambda p, x, info: seen.append((p, x.clone(), dict(info)))  # noqa: E731
+        samples, stats = sampler(LAW.eps, (2,), torch.arange(7), hook=hook)
+        return samples, stats, seen
+
+    fast = run()
+    monkeypatch.setattr(ParallelSampler, "_one_step_per_pass", ParallelSampler._picard)
+    general = run()
+    assert torch.equal(fast[0], general[0])
+    assert (fast[1].passes, fast[1].nfe, fast[1].converged) == (
+        general[1].passes,
+        general[1].nfe,
+        general[1].converged,
+    )
+    assert [(p, i) for p, _, i in fast[2]] == [(p, i) for p, _, i in general[2]]
+    assert all(torch.equal(a, b) for (_, a, _), (_, b, _) in zip(fast[2], general[2], strict=True))
+
+
+@pytest.mark.parametrize("ahead", [1, 3 * 2 * 5, 10**9])
+def test_noise_drawn_ahead_of_the_windows_changes_nothing(monkeypatch, ahead):
+    sampler = ParallelSampler(DDPMSampler(steps=50), window=8, tolerance=0.05, max_batch=None)
+    want, want_stats = sampler(LAW.eps, (2,), torch.arange(5))
+    monkeypatch.setattr(parallel, "NOISE_AHEAD_ELEMENTS", ahead)  # in values: 1 step, 3 steps, all
+    got, stats = sampler(LAW.eps, (2,), torch.arange(5))
+    assert torch.equal(got, want) and stats.passes == want_stats.passes
+
+
+# --- what the user is told ---------------------------------------------------------------------------
+
+
+def test_a_window_that_cannot_pay_on_this_device_is_reported(fixed_times, caplog):
+    fixed_times(_linear_times(fixed=1.0, rows_per_second=64.0))
+    with caplog.at_level(logging.INFO, logger="ctdm.samplers.parallel"):
+        ParallelSampler(DDPMSampler(steps=50), tolerance=0.1)(LAW.eps, (2,), torch.arange(64))
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, caplog.text
+    # 64 x 50 rows cost 26 steps of 64 rows; a pass of 50 steps advances about 5 at most.
+    assert "a pass costs about 26.0 sequential steps" in warned[0].message, warned[0].message
+    assert "window=auto picks 1" in warned[0].message
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ctdm.samplers.parallel"):  # 2 samples: a pass is cheap
+        ParallelSampler(DDPMSampler(steps=50), tolerance=0.1)(LAW.eps, (2,), torch.arange(2))
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING], caplog.text
+    assert "a pass costs about" in caplog.text
+
+
+# --- the cache ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty cache folder and memo; measuring returns a made-up curve (the cache is what is tested)."""
+    monkeypatch.setenv("CTDM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(throughput, "_MEMO", {})
+    measured = []
+
+    def measure(eps_fn, shape, *args, **kwargs):
+        measured.append(tuple(shape))
+        return _linear_times()
+
+    monkeypatch.setattr(throughput, "measure_call_times", measure)
+    return tmp_path / throughput.CACHE_FILE, measured
+
+
+def test_call_times_are_measured_once_per_device_and_network_and_kept_on_disk(cache, monkeypatch):
+    path, measured = cache
+    net = _MLP(width=16)
+    first = call_times(net.eps, net, (2,))
+    entries = json.loads(path.read_text())["entries"]
+    assert len(entries) == 1 and "_MLP.eps" in next(iter(entries)) and measured == [(2,)]
+    monkeypatch.setattr(throughput, "_MEMO", {})  # a new process: read back from disk
+    assert call_times(net.eps, _MLP(width=16), (2,)) == first  # same shapes, other weights: same entry
+    assert measured == [(2,)]
+    call_times(net.eps, _MLP(width=32), (2,))  # another network
+    call_times(net.eps, net, (3,))  # another sample shape
+    assert measured == [(2,), (2,), (3,)] and len(json.loads(path.read_text())["entries"]) == 3
+
+
+def test_a_plain_function_is_measured_once_per_process_and_not_written(cache):
+    path, measured = cache
+    first = call_times(LAW.eps, LAW.eps, (2,))
+    assert call_times(LAW.eps, LAW.eps, (2,)) is first and len(measured) == 1
+    assert not path.exists()
+
+
+def test_a_contended_measurement_is_not_written(cache, monkeypatch, caplog):
+    path, _ = cache
+    contended = CallTimes([1, 2], [1e-4, 1e-2], 10.0, "cpu", contended=True)
+    monkeypatch.setattr(throughput, "measure_call_times", lambda *args, **kwargs: contended)
+    net = _MLP(width=16)
+    with caplog.at_level(logging.WARNING, logger="ctdm.samplers.throughput"):
+        assert call_times(net.eps, net, (2,)) is contended
+    assert "torch.set_num_threads(1)" in caplog.text and not path.exists()
+
+
+def test_an_unreadable_cache_is_reported_and_measured_again(cache, caplog):
+    path, measured = cache
+    path.write_text("{not json")
+    net = _MLP(width=16)
+    with caplog.at_level(logging.WARNING, logger="ctdm.samplers.throughput"):
+        call_times(net.eps, net, (2,))
+    assert "ignoring the unreadable call-time cache" in caplog.text and measured == [(2,)]
+    assert json.loads(path.read_text())["version"] == throughput.CACHE_VERSION
+
+
+def test_the_cache_lives_under_ctdm_cache_dir_else_xdg_else_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("CTDM_CACHE_DIR", str(tmp_path / "mine"))
+    assert throughput.cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("CTDM_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert throughput.cache_dir() == tmp_path / "xdg" / "ctdm"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert throughput.cache_dir() == tmp_path / "home" / ".cache" / "ctdm"
