@@ -30,7 +30,7 @@ from ctdm.diffusion.channel import append_dims
 from ctdm.diffusion.checks import check_int, check_number
 from ctdm.samplers.base import NOISE_CHUNK_ELEMENTS, SamplerStats, StepSampler, as_eps_fn
 from ctdm.samplers.noise import per_sample_normal
-from ctdm.samplers.throughput import call_times, default_memory_budget
+from ctdm.samplers.throughput import Chunks, call_times, default_memory_budget
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +126,6 @@ def split_over_devices(denoiser, devices: Sequence) -> Callable:
     return split_eps
 
 
-def in_chunks(eps_fn: Callable, max_batch: int) -> Callable:
-    """An eps_fn that passes at most `max_batch` rows to `eps_fn` per call (bounds the network's memory)."""
-
-    def chunked_eps(z: Tensor, logsnr: Tensor) -> Tensor:
-        if len(z) <= max_batch:
-            return eps_fn(z, logsnr)
-        chunks = zip(z.split(max_batch), logsnr.split(max_batch), strict=True)
-        return torch.cat([eps_fn(*chunk) for chunk in chunks])
-
-    return chunked_eps
-
-
 class ParallelSampler:
     """Picard (ParaDiGMS) solver that runs a sequential StepSampler's steps in parallel.
 
@@ -156,10 +144,9 @@ class ParallelSampler:
     The automatic choices call the network on probe inputs once per device and network (cached, see
     ctdm.samplers.throughput); chunking never changes the samples, the window does within tolerance.
     Call: sampler(eps_fn, shape, seeds, device=None, hook=None) -> (samples, stats); stats.extra holds
-    the window and max_batch used. `hook(pass_index,
-    x_last, info)` runs after every pass with the current last state of every sample [N, *shape] (x_0
-    until the sample's window reaches the last step) and info {"nfe": evaluations per sample so far,
-    "active": samples still iterating}.
+    the window and max_batch used. `hook(pass_index, x_last, info)` runs after every pass with the
+    current last state of every sample [N, *shape] (x_0 until the sample's window reaches the last
+    step) and info {"nfe": evaluations per sample so far, "active": samples still iterating}.
     Memory: 2 W + 1 states per sample held, plus the pass's temporaries over its W steps (about ten
     more states per step, and the network's activations for N x W rows unless max_batch bounds them).
     """
@@ -199,20 +186,23 @@ class ParallelSampler:
         self.change_scale = change_scale(base.step_variance, tolerance_rule)  # checks the rule
         self._told: set = set()  # (batch, window, chunk) already reported by _report_cost
 
-    def plan(self, eps_fn, denoiser, shape: tuple, batch: int, device, dtype) -> tuple[int, int | None]:
-        """(window, rows per network call) for `batch` samples: the configured ones, or for "auto" the
-        ones the network's measured call times on this device give (ctdm.samplers.throughput)."""
+    def plan(self, eps_fn, denoiser, shape: tuple, batch: int, device, dtype) -> tuple[int, Callable]:
+        """(window, eps_fn in calls of the chosen rows) for `batch` samples: the configured ones, or for
+        "auto" the ones the network's measured call times on this device give (ctdm.samplers.throughput).
+        Automatic chunks on a CPU that runs torch on several threads are watched (`Chunks`)."""
         if self.window != AUTO and self.max_batch != AUTO:
-            return self.window, self.max_batch
+            return self.window, Chunks(eps_fn, self.max_batch) if self.max_batch else eps_fn
         devices = ",".join(map(str, self.devices)) if self.devices else ""
         times = call_times(eps_fn, denoiser, shape, device, dtype, extra_key=devices)
-        chunk = self.max_batch
+        chunk, watch, fallback = self.max_batch, None, None
         if chunk == AUTO:
             budget = self.memory_budget if self.memory_budget is not None else default_memory_budget(device)
             chunk = times.rows_per_call(budget)
+            if torch.device(device).type == "cpu" and torch.get_num_threads() > 1 and not times.contended:
+                watch, fallback = times, times.budget_rows(budget)
         window = times.auto_window(batch, self.steps, chunk) if self.window == AUTO else self.window
         self._report_cost(times, batch, window, chunk)
-        return window, chunk
+        return window, Chunks(eps_fn, chunk, watch, fallback) if chunk else eps_fn
 
     def _report_cost(self, times, batch: int, window: int, chunk: int | None) -> None:
         """Say (once per setting) what a pass costs in sequential steps, and warn when that is more than
@@ -248,8 +238,7 @@ class ParallelSampler:
         seeds = torch.as_tensor(seeds, dtype=torch.long, device=device)
         x0 = per_sample_normal(seeds, 0, shape)
         N, dev = len(x0), x0.device
-        W, chunk = self.plan(eps_fn, denoiser, shape, N, dev, x0.dtype)
-        eps_fn = in_chunks(eps_fn, chunk) if chunk else eps_fn
+        W, eps_fn = self.plan(eps_fn, denoiser, shape, N, dev, x0.dtype)
         base = self.base.on(dev, x0.dtype)
         x0 = base.prior(x0)
         solve = self._one_step_per_pass if W == 1 else self._picard
@@ -261,7 +250,7 @@ class ParallelSampler:
             converged=converged,
             extra={
                 "window": W,
-                "max_batch": chunk,
+                "max_batch": eps_fn.rows if isinstance(eps_fn, Chunks) else None,  # at the end
                 "tolerance": self.tolerance,
                 "tolerance_rule": self.tolerance_rule,
             },

@@ -62,6 +62,10 @@ MEMORY_HEADROOM = 0.9
 # throughput is noise and only the largest calls amortise the wait. Then calls as large as the memory
 # budget allows, and a warning.
 CONTENDED_JUMP = 8.0
+# The same, seen while sampling (the CPU can get busy after the measurement): STALLS calls in a row that
+# take STALL_FACTOR times their measured time (and a millisecond more) switch to calls as large as the
+# memory budget allows, for the rest of the process.
+STALL_FACTOR, STALLS = 4.0, 3
 # window auto: a pass may cost at most this many sequential steps. Picard advances fewer steps per
 # pass than its window (measured, eight Gaussians, 1000 DDPM steps, tolerance 0.1: window 2 advances
 # 1.0 step per pass, 3: 1.4, 4: 1.8, 8: 3.2, 32: 11, 1000: 39), so a pass must stay near the cost of
@@ -112,15 +116,15 @@ class CallTimes:
         When the measurement was `contended` the largest calls are the best: as many rows as the budget
         allows (None, no chunking, without a budget)."""
         if self.contended:
-            if memory_budget is None:
-                return None
-            return max(1, int(MEMORY_HEADROOM * memory_budget // max(self.bytes_per_row, 1e-9)))
+            return None if memory_budget is None else self.budget_rows(memory_budget)
         throughput = [r / max(t, 1e-12) for r, t in zip(self.rows, self.seconds, strict=True)]
         best = max(throughput)
         rows = next(r for r, v in zip(self.rows, throughput, strict=True) if v >= NEAR_BEST * best)
-        if memory_budget is not None and self.bytes_per_row > 0:
-            rows = min(rows, int(MEMORY_HEADROOM * memory_budget // self.bytes_per_row))
-        return max(1, rows)
+        return rows if memory_budget is None else min(rows, self.budget_rows(memory_budget))
+
+    def budget_rows(self, memory_budget: float) -> int:
+        """The most rows whose network memory fits MEMORY_HEADROOM of `memory_budget` (bytes)."""
+        return max(1, int(MEMORY_HEADROOM * memory_budget // max(self.bytes_per_row, 1e-9)))
 
     def auto_window(self, batch: int, steps: int, chunk: int | None) -> int:
         """The widest window W <= steps whose pass of batch x W rows costs at most PASS_COST sequential
@@ -340,6 +344,56 @@ def call_times(
             _write_cache(path, entries)
     _MEMO[memo_key] = times
     return times
+
+
+class Chunks:
+    """eps_fn in calls of at most `rows` rows (rows are independent, so the result is the same).
+
+    With `watch` (the CallTimes the rows were chosen from; for CPUs running torch on several threads):
+    each call is timed, and once STALLS calls in a row took STALL_FACTOR times as long as measured, the
+    CPU has become busier than torch's threads assume (see CONTENDED_JUMP): the remaining calls take
+    up to `fallback` rows (the memory budget's), `watch.contended` is set so the rest of the process
+    starts there, and a warning says so.
+    """
+
+    def __init__(self, eps_fn, rows: int, watch: CallTimes | None = None, fallback: int | None = None):
+        self.eps_fn, self.rows, self.watch, self.fallback = eps_fn, rows, watch, fallback
+        self.stalls = 0
+
+    def __call__(self, z: Tensor, logsnr: Tensor) -> Tensor:
+        if len(z) <= self.rows:
+            return self._call(z, logsnr)
+        out, first = [], 0
+        while first < len(z):
+            rows = slice(first, first + self.rows)
+            out.append(self._call(z[rows], logsnr[rows]))
+            first = rows.stop
+        return torch.cat(out)
+
+    def _call(self, z: Tensor, logsnr: Tensor) -> Tensor:
+        if self.watch is None:
+            return self.eps_fn(z, logsnr)
+        start = time.perf_counter()
+        out = self.eps_fn(z, logsnr)
+        seconds = time.perf_counter() - start
+        slow = seconds > STALL_FACTOR * self.watch.call_seconds(len(z)) + 1e-3
+        self.stalls = self.stalls + 1 if slow else 0
+        if self.stalls >= STALLS:
+            log.warning(
+                "network calls of %d rows on %s took %.0fx as long as measured, %d in a row: torch's %d "
+                "threads wait for a busy CPU. Calls of up to %s rows from now on in this process; "
+                "torch.set_num_threads(1) (or OMP_NUM_THREADS=1) is likely much faster here.",
+                len(z),
+                self.watch.device,
+                seconds / self.watch.call_seconds(len(z)),
+                self.stalls,
+                torch.get_num_threads(),
+                self.fallback or "all the",
+            )
+            self.watch.contended = True
+            self.rows = self.fallback or math.inf
+            self.watch = None
+        return out
 
 
 def default_memory_budget(device) -> float:

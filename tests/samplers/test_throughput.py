@@ -12,9 +12,19 @@ from torch import nn
 from ctdm.data.toy import eight_gaussians
 from ctdm.samplers import DDIMSampler, DDPMSampler, HeunSampler, ParallelSampler, parallel, throughput
 from ctdm.samplers.memory import TensorMemory
-from ctdm.samplers.throughput import CallTimes, call_times, measure_call_times
+from ctdm.samplers.throughput import CallTimes, Chunks, call_times, measure_call_times
 
 LAW = eight_gaussians()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """torch on one thread: with several, a busy machine can trip the stall watch (`Chunks`) and change
+    the rows per call these tests count (the watch is tested on its own below)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class _MLP(nn.Module):
@@ -202,6 +212,53 @@ def test_noise_drawn_ahead_of_the_windows_changes_nothing(monkeypatch, ahead):
     monkeypatch.setattr(parallel, "NOISE_AHEAD_ELEMENTS", ahead)  # in values: 1 step, 3 steps, all
     got, stats = sampler(LAW.eps, (2,), torch.arange(5))
     assert torch.equal(got, want) and stats.passes == want_stats.passes
+
+
+def _sleepy_eps(sizes: list, busy: dict):
+    """LAW.eps recording its rows, and 5 ms slower per call while busy["on"] (a CPU busier than torch's
+    threads: every call waits for a thread)."""
+
+    def eps(z, logsnr):
+        sizes.append(len(z))
+        if busy["on"]:
+            time.sleep(0.005)
+        return LAW.eps(z, logsnr)
+
+    return eps
+
+
+def test_chunks_that_stall_on_a_busy_cpu_switch_to_the_memory_budgets_rows(caplog):
+    times = _linear_times(fixed=1e-5, rows_per_second=1e8)  # a fast device: a call of 10 rows, 10 us
+    sizes, busy = [], {"on": False}
+    chunks = Chunks(_sleepy_eps(sizes, busy), 10, watch=times, fallback=1000)
+    z, logsnr = torch.randn(100, 2), torch.linspace(-5, 5, 100)
+    want = LAW.eps(z, logsnr)
+    assert torch.equal(chunks(z, logsnr), want) and sizes == [10] * 10
+    busy["on"], sizes[:] = True, []
+    with caplog.at_level(logging.WARNING, logger="ctdm.samplers.throughput"):
+        assert torch.equal(chunks(z, logsnr), want)
+    assert sizes == [10, 10, 10, 70], sizes  # three slow calls in a row, then the rest in one call
+    assert times.contended and chunks.rows == 1000 and "torch.set_num_threads(1)" in caplog.text
+
+
+@pytest.mark.parametrize("threads,watched", [(1, False), (2, True)])
+def test_automatic_chunks_are_watched_when_torch_runs_on_several_cpu_threads(fixed_times, threads, watched):
+    # A fast CPU whose throughput peaks at 512 rows (past its caches, twice the rows take 2.8x as long).
+    rows = [1 << i for i in range(15)]
+    fixed_times(
+        CallTimes(rows, [1e-5 + r * 1e-8 if r <= 512 else 1.512e-5 * (r / 512) ** 1.5 for r in rows], 100)
+    )
+    sizes, busy = [], {"on": True}
+    sampler = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1, memory_budget=1e9)
+    torch.set_num_threads(threads)
+    samples, stats = sampler(_sleepy_eps(sizes, busy), (2,), torch.arange(300))
+    chunk = sizes[0]
+    assert chunk == 512 and (max(sizes) > chunk) == watched, (chunk, max(sizes))
+    assert stats.extra["max_batch"] == (int(0.9 * 1e9 // 100) if watched else chunk)
+    explicit, _ = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1, max_batch=chunk)(
+        LAW.eps, (2,), torch.arange(300)
+    )
+    assert torch.equal(samples, explicit)
 
 
 # --- what the user is told ---------------------------------------------------------------------------
