@@ -14,13 +14,16 @@ measure again. From the curve (`CallTimes`):
 - `rows_per_call(budget)`: the smallest R within 5% of the best throughput measured, and no more rows
   than fit the memory budget: the chunk size of ParallelSampler's automatic chunking;
 - `seconds(R, chunk)`: the predicted time of R rows in calls of at most `chunk` rows;
-- `auto_window(N, steps, chunk)`: the widest window whose pass (N x W rows) costs at most PASS_COST
-  sequential steps (N rows): about the device's saturation point for this batch (docs/samplers.md).
+- `auto_window(N, steps, chunk, ...)`: the window with the largest predicted speed-up over the
+  sequential steps, from the cost of a pass (N x W rows) against a step (N rows) and the steps a pass
+  advances: for small batches a pass near the device's saturation point, for a saturated device 1
+  (docs/samplers.md).
 
 Nothing here changes what the network computes: chunking splits a batch (rows are independent), and
 the window only sets how many steps a Picard pass evaluates.
 """
 
+import bisect
 import hashlib
 import json
 import logging
@@ -66,13 +69,18 @@ CONTENDED_JUMP = 8.0
 # take STALL_FACTOR times their measured time (and a millisecond more) switch to calls as large as the
 # memory budget allows, for the rest of the process.
 STALL_FACTOR, STALLS = 4.0, 3
-# window auto: a pass may cost at most this many sequential steps. Picard advances fewer steps per
-# pass than its window (measured, eight Gaussians, 1000 DDPM steps, tolerance 0.1: window 2 advances
-# 1.0 step per pass, 3: 1.4, 4: 1.8, 8: 3.2, 32: 11, 1000: 39), so a pass must stay near the cost of
-# one step, i.e. below the device's saturation point, for Picard to gain; windows under MIN_WINDOW gain
-# nothing (a pass of window 2 advances one step for two steps' work) and give way to window 1.
-PASS_COST = 2.0
-MIN_WINDOW = 4
+# window auto. A Picard pass of window W advances a(W) steps on average; a conservative fit to measured
+# ones (docs/samplers.md: eight Gaussians, 1000 DDPM steps, tolerance 0.1: window 2 advances 1.0 step per
+# pass, 4: 1.9, 8: 3.4, 32: 11, 256: 38, 1000: 40, and a full window takes 24-37 passes for 1000 steps
+# on the dino and 1-D sets) is a(W) = W / (2.5 + 25 W / steps), at least 1. A window other than 1 is
+# taken only where it is predicted at least MIN_GAIN times faster than the sequential steps.
+ADVANCE_FIXED, ADVANCE_FULL = 2.5, 25.0
+MIN_GAIN = 1.2
+
+
+def picard_advance(window: int, steps: int) -> float:
+    """Steps a Picard pass of `window` advances on average over `steps` steps (conservative, see above)."""
+    return max(1.0, window / (ADVANCE_FIXED + ADVANCE_FULL * window / steps))
 
 
 @dataclass
@@ -100,7 +108,7 @@ class CallTimes:
             return times[-1] * rows / sizes[-1]
         if rows <= sizes[0]:
             return times[0]
-        i = next(i for i, r in enumerate(sizes) if r >= rows)
+        i = bisect.bisect_left(sizes, rows)
         frac = (rows - sizes[i - 1]) / (sizes[i] - sizes[i - 1])
         return times[i - 1] + frac * (times[i] - times[i - 1])
 
@@ -126,25 +134,33 @@ class CallTimes:
         """The most rows whose network memory fits MEMORY_HEADROOM of `memory_budget` (bytes)."""
         return max(1, int(MEMORY_HEADROOM * memory_budget // max(self.bytes_per_row, 1e-9)))
 
-    def auto_window(self, batch: int, steps: int, chunk: int | None) -> int:
-        """The widest window W <= steps whose pass of batch x W rows costs at most PASS_COST sequential
-        steps (batch rows) on this device; 1 (the sequential steps) when that is under MIN_WINDOW."""
-        step = self.seconds_for(batch, chunk)
-        lo, hi = 1, steps  # the largest W with pass cost <= PASS_COST * step (monotone in W)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.seconds_for(batch * mid, chunk) <= PASS_COST * step:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo if lo >= min(MIN_WINDOW, steps) else 1
+    def auto_window(
+        self,
+        batch: int,
+        steps: int,
+        chunk: int | None,
+        pass_overhead: float = 0.0,
+        step_overhead: float = 0.0,
+    ) -> int:
+        """The window W <= steps with the largest predicted speed-up over the sequential steps,
+        a(W) (t(batch) + step_overhead) / (t(batch W) + pass_overhead) with a(W) = `picard_advance`;
+        1 (the sequential steps) unless that is at least MIN_GAIN. The overheads are the samplers' own
+        time per pass and per step besides the network (`ParallelSampler`'s bookkeeping)."""
+        step = self.seconds_for(batch, chunk) + step_overhead
+        best, best_gain = 1, MIN_GAIN
+        for window in range(2, steps + 1):
+            pass_seconds = self.seconds_for(batch * window, chunk) + pass_overhead
+            gain = picard_advance(window, steps) * step / pass_seconds
+            if gain > best_gain:
+                best, best_gain = window, gain
+        return best
 
     def saturation_rows(self) -> int:
         """The knee of t(R): the most rows a call takes at twice the cost of the smallest call."""
         return max(r for r, t in zip(self.rows, self.seconds, strict=True) if t <= 2 * self.seconds[0])
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -152,17 +168,17 @@ def _synchronize(device: torch.device) -> None:
 def _time_call(eps_fn, z: Tensor, logsnr: Tensor, device: torch.device) -> float:
     """The fastest of MIN_REPEATS or more calls after a warm-up (one if the warm-up took over
     SLOW_CALL): the minimum is the call least disturbed by other work on the device."""
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     eps_fn(z, logsnr)
-    _synchronize(device)
+    synchronize(device)
     repeats = 1 if time.perf_counter() - start > SLOW_CALL else MIN_REPEATS
     best, total, calls = math.inf, 0.0, 0
     while calls < repeats or (total < MIN_TIMED and calls < MAX_REPEATS):
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         eps_fn(z, logsnr)
-        _synchronize(device)
+        synchronize(device)
         seconds = time.perf_counter() - start
         best, total, calls = min(best, seconds), total + seconds, calls + 1
     return best
@@ -171,11 +187,11 @@ def _time_call(eps_fn, z: Tensor, logsnr: Tensor, device: torch.device) -> float
 def _bytes_per_row(eps_fn, z: Tensor, logsnr: Tensor, device: torch.device) -> float:
     """Peak memory of one call per row: the CUDA allocator's peak, or the tensors counted by TensorMemory."""
     if device.type == "cuda":
-        _synchronize(device)
+        synchronize(device)
         before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         eps_fn(z, logsnr)
-        _synchronize(device)
+        synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / len(z)
     with TensorMemory() as memory:
         eps_fn(z, logsnr)
@@ -224,7 +240,8 @@ def measure_call_times(
     if rows[-1] > 256 and device.type == "cuda":  # the largest call, where the allocator's blocks are large
         per_row = max(per_row, _bytes_per_row(eps_fn, *inputs(rows[-1]), device))
     jumps = [b / a for a, b in zip(seconds, seconds[1:], strict=False)]
-    contended = device.type == "cpu" and max(jumps, default=1.0) > CONTENDED_JUMP
+    threads = torch.get_num_threads() > 1  # one thread waits for nobody: a jump is then noise
+    contended = device.type == "cpu" and threads and max(jumps, default=1.0) > CONTENDED_JUMP
     return CallTimes(rows, seconds, per_row, device_name(device), contended)
 
 

@@ -53,17 +53,18 @@ class _Calls(nn.Module):
 
 
 def _linear_times(fixed: float = 1.0, rows_per_second: float = 64.0, top: int = 1 << 14) -> CallTimes:
-    """A made-up device: t(R) = fixed + R / rows_per_second (flat, then linear past fixed * rate rows)."""
+    """A made-up device: t(R) = fixed + R / rows_per_second."""
     rows = [1 << i for i in range(top.bit_length())]
     return CallTimes(rows, [fixed + r / rows_per_second for r in rows], bytes_per_row=100.0, device="made up")
 
 
 @pytest.fixture
 def fixed_times(monkeypatch):
-    """ParallelSampler's plan sees `times` instead of measuring the device."""
+    """ParallelSampler's plan sees `times` (and no bookkeeping time) instead of measuring the device."""
 
     def use(times: CallTimes):
         monkeypatch.setattr(parallel, "call_times", lambda *args, **kwargs: times)
+        monkeypatch.setattr(parallel, "bookkeeping_seconds", lambda *args, **kwargs: (0.0, 0.0))
 
     return use
 
@@ -71,19 +72,49 @@ def fixed_times(monkeypatch):
 # --- the choices, on made-up devices -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("batch,window", [(1, 50), (4, 18), (16, 6), (32, 4), (48, 1), (64, 1), (4096, 1)])
-def test_auto_window_is_the_widest_pass_that_costs_at_most_two_sequential_steps(batch, window):
-    # t(R) = 1 + R/64: a pass of batch x W rows costs <= 2 (1 + batch/64) while W <= (64 + 2 batch)/batch;
-    # under MIN_WINDOW (4) it gives way to window 1. 50 steps bound the window.
-    assert _linear_times().auto_window(batch, steps=50, chunk=None) == window
+def _knee_times(knee: int = 64) -> CallTimes:
+    """A made-up device: a call costs 1 up to `knee` rows, then in proportion to its rows."""
+    rows = [1 << i for i in range(15)]
+    return CallTimes(rows, [max(1.0, r / knee) for r in rows], bytes_per_row=100.0, device="made up")
 
 
-def test_auto_window_counts_the_chunks_a_pass_is_split_into():
-    times = _linear_times(fixed=1.0, rows_per_second=64.0)
-    # A step of 4 rows costs 1.0625. Chunks of 8 rows: window 2 is one call (1.125), window 3 two (2.19 >
-    # 2 x 1.0625): window 2, under MIN_WINDOW, so 1. In one call, window 18 costs 2.125.
-    assert times.auto_window(4, steps=50, chunk=8) == 1
-    assert times.auto_window(4, steps=50, chunk=None) == 18
+def test_picard_advance_is_a_conservative_fit_to_the_measured_advance_per_pass():
+    measured = {4: 1.94, 8: 3.42, 16: 6.13, 32: 11.4, 64: 20.4, 128: 31.2, 256: 38.5, 1000: 40.0}  # docs
+    for window, advance in measured.items():
+        assert 0.7 * advance <= throughput.picard_advance(window, 1000) <= advance, window
+    assert throughput.picard_advance(1, 1000) == throughput.picard_advance(2, 1000) == 1.0
+
+
+def test_auto_window_puts_a_small_batchs_pass_at_the_devices_saturation_point():
+    # 4 samples, a flat cost up to 64 rows: windows up to 16 cost one step and advance a(W) steps;
+    # wider ones cost W/16 steps and advance less than that much more.
+    assert _knee_times(64).auto_window(4, steps=100, chunk=None) == 16
+    assert _knee_times(64).auto_window(2, steps=100, chunk=None) == 32
+    # A device that is never saturated: the whole trajectory in one pass.
+    assert _knee_times(1 << 20).auto_window(4, steps=100, chunk=None) == 100
+
+
+@pytest.mark.parametrize("batch", [1, 4, 64, 4096])
+def test_auto_window_is_one_on_a_saturated_device(batch):
+    saturated = CallTimes([1 << i for i in range(15)], [float(1 << i) for i in range(15)], 100.0)
+    assert saturated.auto_window(batch, steps=1000, chunk=None) == 1
+    # Here 32 samples saturate it: a window of 2 costs 1.5 steps for the 1 step it advances.
+    assert _knee_times(64).auto_window(32, steps=100, chunk=None) == 1
+
+
+def test_auto_window_shrinks_as_the_batch_grows_and_counts_the_chunks_a_pass_is_split_into():
+    times = _knee_times(64)
+    windows = [times.auto_window(batch, steps=100, chunk=None) for batch in (1, 2, 4, 8, 16, 32)]
+    assert windows == sorted(windows, reverse=True) and windows[0] > windows[-1] == 1, windows
+    # Chunks of 8 rows: a pass of 4 x W rows is W/2 calls of cost 1, never cheaper than W/2 steps.
+    assert times.auto_window(4, steps=100, chunk=8) == 1
+
+
+def test_auto_window_counts_the_samplers_own_time_per_pass_and_per_step():
+    times = _knee_times(64)
+    assert times.auto_window(4, steps=100, chunk=None, pass_overhead=10.0) == 1  # passes cost 11 steps
+    # Overheads on both: the network is a smaller share of a pass, wider windows pay.
+    assert times.auto_window(4, steps=100, chunk=None, pass_overhead=10.0, step_overhead=10.0) > 16
 
 
 def test_rows_per_call_is_the_smallest_near_the_best_throughput_within_the_memory_budget():
@@ -106,12 +137,14 @@ def test_noise_only_adds_time_so_each_size_keeps_the_least_time_at_it_or_above()
     assert times.call_seconds(3) == 1.5 and times.call_seconds(16) == 4.0  # beyond: the last throughput
 
 
-def test_a_contended_cpu_is_detected_and_not_chunked():
+def test_a_contended_cpu_is_detected_and_not_chunked():  # (the fixture restores the threads)
     def contended(z, logsnr):  # one row: a single-threaded path; more: waits for a busy CPU's threads
         if len(z) > 1:
             time.sleep(0.01)
         return z
 
+    assert not measure_call_times(contended, (2,), max_rows=8).contended  # one thread waits for nobody
+    torch.set_num_threads(2)
     times = measure_call_times(contended, (2,), max_rows=64)
     assert times.contended and times.rows_per_call() is None  # no chunking, unless memory bounds it
     assert times.rows_per_call(memory_budget=1000 / 0.9 * max(times.bytes_per_row, 1e-9)) == 1000
@@ -158,17 +191,22 @@ def test_rows_per_call_respect_the_memory_budget():
     assert largest[40] <= 40 < largest[160] <= 160, largest  # the budget binds, and a larger one allows more
 
 
-@pytest.mark.parametrize("batch", [2, 12, 64])
-def test_window_auto_gives_the_samples_of_the_same_explicit_window(fixed_times, batch):
-    times = _linear_times()
-    fixed_times(times)
-    base, seeds = DDPMSampler(steps=60), torch.arange(batch)
+@pytest.mark.parametrize("batch,window", [(2, 32), (8, 8), (64, 1)])
+def test_window_auto_gives_the_samples_of_the_same_explicit_window(fixed_times, batch, window):
+    fixed_times(_knee_times(64))  # flat up to 64 rows: a pass of batch x W <= 64 rows costs one step
+    base, seeds = DDPMSampler(steps=200), torch.arange(batch)
     samples, stats = ParallelSampler(base, window="auto", tolerance=0.1)(LAW.eps, (2,), seeds)
-    window = times.auto_window(batch, 60, times.rows_per_call(throughput.default_memory_budget("cpu")))
     assert stats.extra["window"] == window
     explicit, explicit_stats = ParallelSampler(base, window=window, tolerance=0.1)(LAW.eps, (2,), seeds)
     assert torch.equal(samples, explicit)
     assert (stats.passes, stats.nfe) == (explicit_stats.passes, explicit_stats.nfe)
+
+
+def test_bookkeeping_is_measured_once_and_a_pass_costs_more_than_a_step():
+    base = DDPMSampler(steps=40)
+    per_pass, per_step = parallel.bookkeeping_seconds(base, (2,), "cpu", torch.float32)
+    assert parallel.bookkeeping_seconds(base, (2,), "cpu", torch.float32) == (per_pass, per_step)
+    assert per_pass > per_step > 0  # some 40 small operations a pass, 8 a step
 
 
 def test_window_auto_on_a_measured_device_matches_the_sequential_sampler_at_tiny_tolerance():
