@@ -236,16 +236,20 @@ class ParallelSampler:
             chunk = times.rows_per_call(budget)
             if torch.device(device).type == "cpu" and torch.get_num_threads() > 1 and not times.contended:
                 watch, fallback = times, times.budget_rows(budget)
-        window = self.window
-        if window == AUTO:
-            pass_overhead, step_overhead = bookkeeping_seconds(self.base, shape, device, dtype)
-            window = times.auto_window(batch, self.steps, chunk, pass_overhead, step_overhead)
-        self._report_cost(times, batch, window, chunk)
+
+        def auto_window() -> int:  # the samplers' own time per pass and step counts too
+            return times.auto_window(
+                batch, self.steps, chunk, *bookkeeping_seconds(self.base, shape, device, dtype)
+            )
+
+        window = auto_window() if self.window == AUTO else self.window
+        self._report_cost(times, batch, window, chunk, auto_window)
         return window, Chunks(eps_fn, chunk, watch, fallback) if chunk else eps_fn
 
-    def _report_cost(self, times, batch: int, window: int, chunk: int | None) -> None:
+    def _report_cost(self, times, batch: int, window: int, chunk: int | None, auto_window) -> None:
         """Say (once per setting) what a pass costs in sequential steps, and warn when that is more than
-        a pass advances: at most its window, and about steps / ADVANCE_BOUND on average."""
+        a pass advances: at most its window, and about steps / ADVANCE_BOUND on average (naming the
+        window `auto_window()` would take)."""
         if (batch, window, chunk) in self._told:
             return
         self._told.add((batch, window, chunk))
@@ -262,7 +266,7 @@ class ParallelSampler:
                 "(docs/samplers.md).",
                 message,
                 advance,
-                times.auto_window(batch, self.steps, chunk),
+                auto_window(),
             )
         else:
             log.info(message)

@@ -13,7 +13,7 @@ measure again. From the curve (`CallTimes`):
 
 - `rows_per_call(budget)`: the smallest R within 5% of the best throughput measured, and no more rows
   than fit the memory budget: the chunk size of ParallelSampler's automatic chunking;
-- `seconds(R, chunk)`: the predicted time of R rows in calls of at most `chunk` rows;
+- `seconds_for(R, chunk)`: the predicted time of R rows in calls of at most `chunk` rows;
 - `auto_window(N, steps, chunk, ...)`: the window with the largest predicted speed-up over the
   sequential steps, from the cost of a pass (N x W rows) against a step (N rows) and the steps a pass
   advances: for small batches a pass near the device's saturation point, for a saturated device 1
