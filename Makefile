@@ -20,14 +20,14 @@ train:  ## the embedded default run (2-D eight Gaussians, CPU, about a minute); 
 	$(PY) -m ctdm.train $(ARGS)
 
 sweep:  ## the CPU-sized dino comparison (5 arms x 3 seeds x 2 recipes, joblib) and its report.md; ARGS=...
-	$(PY) experiments/paper_dino.py $(ARGS)
+	$(PY) -m experiments.compare_arms $(ARGS)
 
 lint:
 	$(PY) -m ruff check ctdm tests benchmarks experiments
 	$(PY) -m ruff format --check ctdm tests benchmarks experiments
 
 bench:  ## benchmark scripts under benchmarks/ (each prints side-by-side figures)
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf logs multirun outputs .pytest_cache .ruff_cache

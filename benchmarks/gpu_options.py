@@ -17,6 +17,7 @@ import time
 from functools import partial
 
 import torch
+from _device import synchronize
 
 from ctdm.diffusion import DDPMSchedule
 from ctdm.losses import DenoisingMSE
@@ -25,11 +26,6 @@ from ctdm.nets import PretrainedUNet, UNet
 from ctdm.nets.pretrained import save_tiny_ddpm
 from ctdm.precision import autocast
 from ctdm.samplers import DDPMSampler
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def parity(device) -> None:
@@ -78,12 +74,12 @@ def train_ms(m: DiffusionModule, precision: str, batch: int, steps: int, device)
     start = time.perf_counter()
     for _ in range(2):
         step()
-    sync(device)
+    synchronize(device)
     first = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    sync(device)
+    synchronize(device)
     return first, 1e3 * (time.perf_counter() - start) / steps
 
 
@@ -93,10 +89,10 @@ def sample_ms(m: DiffusionModule, precision: str, n: int, device, steps: int = 2
     m = m.to(device).eval()
     with torch.no_grad(), autocast(precision, device):
         sampler(m.parameterization, (3, 32, 32), seeds[:2], device=device)  # warm-up
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         samples, _ = sampler(m.parameterization, (3, 32, 32), seeds, device=device)
-        sync(device)
+        synchronize(device)
     assert samples.dtype == torch.float32 and torch.isfinite(samples).all()
     return 1e3 * (time.perf_counter() - start) / steps
 

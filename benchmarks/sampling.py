@@ -36,10 +36,11 @@ import time
 from pathlib import Path
 
 import torch
+from _device import synchronize
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 import ctdm.config  # noqa: F401  (stores the config schema that conf/config.yaml composes on)
+from ctdm.build import build_data, build_module, load_module
 from ctdm.data.toy import eight_gaussians
 from ctdm.metrics import mmd2
 from ctdm.nets import UNet
@@ -50,17 +51,13 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def trained_model(train_steps: int, ckpt: str | None, overrides: tuple[str, ...] = ()):
+    if ckpt:
+        return load_module(ckpt, key="--ckpt"), f"loaded {ckpt}"
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"trainer.max_steps={train_steps}", *overrides])
-    model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
-    if ckpt:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-        if "data_var" in state:  # sized by the data, so set before loading
-            model.set_data_var(state["data_var"])
-        model.load_state_dict(state)
-        return model.eval(), f"loaded {ckpt}"
+    model = build_module(cfg)
     torch.manual_seed(0)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_data(cfg)
     datamodule.setup("fit")
     if hasattr(model, "set_data_var"):  # the likelihood reference, as Lightning's setup would give it
         var = getattr(datamodule, "data_var", None)
@@ -153,11 +150,6 @@ def memory_per_sample(steps: int, windows: list[int], shape=(3, 32, 32), samples
         print(f"{min(window, steps):>8} {per_sample:>10.2f} {per_sample / state_mb:>14.0f}", flush=True)
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def gpu_compare(args):
     """ParaDDPM against sequential DDPM on the CIFAR-10-size UNet, side by side on one device."""
@@ -247,7 +239,7 @@ def wallclock_model(name: str, train_steps: int, small: bool):
     model, how = trained_model(train_steps, None, overrides)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides))
-    datamodule = instantiate(cfg.data)
+    datamodule = build_data(cfg)
     datamodule.setup("fit")
     if datamodule.law is not None:  # the exact law: a fresh reference, kernel width as in eval
         reference = datamodule.law.sample(2000, torch.Generator().manual_seed(12345))

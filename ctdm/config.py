@@ -27,23 +27,17 @@ from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-# -- the schema: types only; every value is set once, in conf/ -----------------------------------
+from ctdm.diffusion.settings import LikelihoodSettings
 
-
-@dataclass
-class LikelihoodConfig:
-    loc: float | None = MISSING
-    scale: float | None = MISSING
-    clip: float = MISSING
-    ref_var: float | None = MISSING
-    val_points: int = MISSING
+# -- the schema: types; every value is set once, in conf/ (diffusion.likelihood: in its dataclass) ----
 
 
 @dataclass
 class DiffusionConfig:
     schedule: Any = MISSING  # built by _target_
     sigma_data: float = MISSING
-    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+    # Types and defaults both: ctdm.diffusion.LikelihoodSettings is what the module builds from this node.
+    likelihood: LikelihoodSettings = field(default_factory=LikelihoodSettings)
 
 
 @dataclass
@@ -81,6 +75,16 @@ class CtdmConfig:
 
 
 ConfigStore.instance().store(name="ctdm_schema", node=CtdmConfig)
+
+# Every option of the `sampler` group is also an option of `eval/samplers`, placed at
+# eval.samplers.<option> ('eval/samplers=[ddpm,para_ddpm]'), so a new file in conf/sampler/ is all a
+# new sampler needs (conf/eval/samplers/ itself holds only `selected`, the `sampler` choice).
+for _option in sorted((Path(__file__).resolve().parents[1] / "conf" / "sampler").glob("[!_]*.yaml")):
+    ConfigStore.instance().store(
+        group="eval/samplers",
+        name=_option.stem,
+        node={"defaults": [{f"/sampler@{_option.stem}": _option.stem}]},
+    )
 
 
 # -- keys of the open groups that the run relies on ----------------------------------------------

@@ -27,10 +27,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import ctdm.config  # noqa: F401  (registers the config schema)
+from ctdm.build import build_module, build_run, load_module
 from ctdm.callbacks import SampleEvaluation
-from ctdm.checkpoint import check_network, load_checkpoint
+from ctdm.checkpoint import load_checkpoint
 from ctdm.config import user_errors
-from ctdm.logging import instantiate_loggers
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +93,11 @@ def evaluate(cfg: DictConfig) -> dict:
         cfg = evaluation_config(cfg, checkpoint["ctdm_config"], overrides, checkpoint.get("ctdm_choices"))
     ctdm.config.check_config(cfg)
 
-    loss = instantiate(cfg.loss, _convert_="all")
-    model = instantiate(cfg.model, loss=loss, likelihood=OmegaConf.to_container(cfg.diffusion.likelihood))
-    if checkpoint is not None:
-        check_network(checkpoint, model, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
-        # The checkpoint's state_dict holds the EMA weights when the run had EMA (ctdm.callbacks.ema).
-        model.on_load_checkpoint(checkpoint)  # sizes data_var from the checkpoint
-        model.load_state_dict(checkpoint["state_dict"])
+    if checkpoint is not None:  # the EMA weights when the run had EMA (ctdm.callbacks.ema)
+        model = load_module(cfg.ckpt_path, cfg)
         step = int(checkpoint.get("global_step", 0))
     else:
-        step = 0
+        model, step = build_module(cfg), 0
     evaluation = instantiate(cfg.callbacks.sample_evaluation)
     if not isinstance(evaluation, SampleEvaluation):
         raise ValueError(
@@ -110,22 +105,13 @@ def evaluate(cfg: DictConfig) -> dict:
             "ctdm.callbacks.SampleEvaluation."
         )
     evaluation.step = step  # plots and logs carry the checkpoint's step
-    datamodule = instantiate(cfg.data)
-    if model.data_var.numel() == 0:  # no checkpoint: the likelihood reference from the data
-        model.set_data_var(datamodule.data_var)
-    model.run_config = OmegaConf.to_container(
-        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
-    )
-    loggers = instantiate_loggers(cfg)  # job_type "evaluate" (ctdm.logging)
-    for logger in loggers:
-        logger.log_hyperparams(model.run_config)
-    trainer = instantiate(cfg.trainer, callbacks=[evaluation], logger=loggers or False)
+    run = build_run(cfg, model, [evaluation])  # no checkpoint: the likelihood reference from the data
     log.info("Evaluating %s into %s", cfg.get("ckpt_path") or "the config's model", out)
-    validation = trainer.validate(model, datamodule=datamodule, verbose=False)
+    validation = run.trainer.validate(model, datamodule=run.datamodule, verbose=False)
     metrics = {k: float(v) for k, v in (validation[0] if validation else {}).items()}
     metrics.update(evaluation.results)
     metrics["global_step"] = step
-    if trainer.is_global_zero:
+    if run.trainer.is_global_zero:
         write_outputs(out, metrics, evaluation)
     return metrics
 

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
-from ctdm.diffusion import EpsPrediction, Parameterization, Reference, nll
+from ctdm.diffusion import EpsPrediction, LikelihoodSettings, Parameterization, Reference, nll
 from ctdm.losses import ContrastiveDiffusionLoss, LossTerm, check_weights
 
 
@@ -22,9 +22,8 @@ class DiffusionModule(L.LightningModule):
         `_partial_: true`); default EpsPrediction. See ctdm.diffusion.parameterizations.
     loss: {name: LossTerm}; every term is evaluated and logged, the objective uses their weights.
     optimizer / lr_scheduler: partials (Hydra `_partial_: true`) taking params / the optimizer.
-    likelihood: the ITD reference. loc / scale / clip of the log-SNR range and `ref_var` (one number
-        for every dimension) default to what the training data's per-dimension variances give;
-        `val_points` Monte-Carlo points per held-out sample for val/nll and val/cdl.
+    likelihood: the ITD reference and validation points (ctdm.diffusion.LikelihoodSettings, or a mapping
+        of its fields: diffusion.likelihood); its defaults come from the training data's variances.
     compile: torch.compile the network (`nn.Module.compile`, in place: checkpoints are the same with and
         without it); a mapping gives torch.compile's arguments, e.g. {"mode": "max-autotune"}.
     channels_last: convolution weights in NHWC layout (UNets on GPUs: tensor-core convolutions).
@@ -38,7 +37,7 @@ class DiffusionModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_scheduler: Callable | None = None,
         parameterization: Callable[[nn.Module], Parameterization] = EpsPrediction,
-        likelihood: Mapping | None = None,
+        likelihood: LikelihoodSettings | Mapping | None = None,
         val_seed: int = 0,
         skip_nonfinite: bool = False,
         compile: bool | Mapping = False,
@@ -60,20 +59,14 @@ class DiffusionModule(L.LightningModule):
         self.loss_terms = dict(loss)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
-        self.likelihood = {"loc": None, "scale": None, "clip": 3.0, "ref_var": None, "val_points": 16}
-        unknown = set(likelihood or {}) - set(self.likelihood)
-        if unknown:
-            raise ValueError(
-                f"Unknown diffusion.likelihood keys {sorted(unknown)}; allowed: {sorted(self.likelihood)}."
-            )
-        self.likelihood.update(likelihood or {})
+        self.likelihood = likelihood_settings(likelihood)
         self.val_seed = val_seed
         self.register_buffer("data_var", torch.empty(0))
         # Validation always reports the noise classifier on every held-out sample with val_points
         # points, so val/cdl_acc compares across runs; zeta follows the CDL term if there is one.
         cdl = next((t for t in self.loss_terms.values() if isinstance(t, ContrastiveDiffusionLoss)), None)
         zeta = cdl.zeta if cdl is not None else None
-        self.val_cdl = ContrastiveDiffusionLoss(weight=0.0, points=self.likelihood["val_points"], zeta=zeta)
+        self.val_cdl = ContrastiveDiffusionLoss(weight=0.0, points=self.likelihood.val_points, zeta=zeta)
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
         self.run_choices: dict | None = None  # and the config-group choices that composed it
         # Training noise of step s on rank r is drawn from step_seed(noise_seed, s, r) (train.py sets
@@ -115,11 +108,7 @@ class DiffusionModule(L.LightningModule):
                 raise RuntimeError(
                     "DiffusionModule has no data variances yet: call set_data_var(datamodule.data_var)."
                 )
-            cfg = self.likelihood
-            data_var = (
-                self.data_var if cfg["ref_var"] is None else torch.full_like(self.data_var, cfg["ref_var"])
-            )
-            self._reference = Reference.from_data_var(data_var, cfg["loc"], cfg["scale"], cfg["clip"])
+            self._reference = self.likelihood.reference(self.data_var)
         return self._reference
 
     # -- training -----------------------------------------------------------------------------
@@ -164,7 +153,7 @@ class DiffusionModule(L.LightningModule):
         generator = torch.Generator(device=batch.device).manual_seed(seed)
         loss, logs = self.objective(batch, generator)
         logs.update(self.val_cdl(self.eps, batch, generator, self.reference)[1])
-        points = self.likelihood["val_points"]
+        points = self.likelihood.val_points
         nats = nll(self.eps, batch, self.reference, n_points=points, generator=generator).mean()
         logs["nll"] = nats
         if batch.dim() == 4:  # 8-bit images scaled to [-1, 1]: bins of width 2/255 per dimension
@@ -188,6 +177,17 @@ class DiffusionModule(L.LightningModule):
             checkpoint["ctdm_config"] = self.run_config
         if self.run_choices:  # Hydra's group choices: ctdm.evaluate recomposes the same config groups
             checkpoint["ctdm_choices"] = self.run_choices
+
+
+def likelihood_settings(likelihood: LikelihoodSettings | Mapping | None) -> LikelihoodSettings:
+    """diffusion.likelihood as LikelihoodSettings; a mapping may set any of its fields, and no other key."""
+    if isinstance(likelihood, LikelihoodSettings):
+        return likelihood
+    allowed = sorted(LikelihoodSettings.__dataclass_fields__)
+    unknown = set(likelihood or {}) - set(allowed)
+    if unknown:
+        raise ValueError(f"Unknown diffusion.likelihood keys {sorted(unknown)}; allowed: {allowed}.")
+    return LikelihoodSettings(**(likelihood or {}))
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

@@ -1,4 +1,6 @@
-"""Pictures of samples: scatter plots over the data for 2-D, histograms for 1-D, grids for images."""
+"""Pictures: samples over the data (scatter plots for 2-D, histograms for 1-D, grids for images) and a
+parallel sampler's score after each pass. Every figure of ctdm is drawn with this module's `plt`
+(matplotlib's non-interactive Agg backend, set once here) and written by `save_figure`."""
 
 import math
 from pathlib import Path
@@ -9,6 +11,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+__all__ = ["image_grid", "plot_pass_curve", "plot_samples", "plt", "save_figure"]
+
+
+def save_figure(fig, path: str | Path, dpi: float | None = None) -> Path:
+    """Write `fig` to `path` (making its folder), tightly laid out, and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
 
 def plot_samples(samples: Tensor, data: Tensor, path: str | Path, title: str = "") -> Path | None:
     """Save samples drawn over reference data; returns the path, or None for data that is neither
@@ -18,13 +32,11 @@ def plot_samples(samples: Tensor, data: Tensor, path: str | Path, title: str = "
     samples and up to 64 held-out images.
     """
     samples, data = samples.detach().cpu(), data.detach().cpu()
-    path = Path(path)
     if samples.dim() == 4 and samples.shape[1] in (1, 3):
         return _plot_image_grids(samples, data, path, title)
     samples, data = samples.flatten(1), data.flatten(1)
     if samples.shape[1] not in (1, 2):
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     if samples.shape[1] == 2:
         lo = data.min(0).values - 0.5
@@ -43,10 +55,7 @@ def plot_samples(samples: Tensor, data: Tensor, path: str | Path, title: str = "
         )
     ax.legend(loc="upper right", fontsize=8, markerscale=4)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def image_grid(images: Tensor, max_images: int = 64) -> Tensor:
@@ -58,8 +67,7 @@ def image_grid(images: Tensor, max_images: int = 64) -> Tensor:
     return make_grid(images, nrow=nrow, padding=1, pad_value=1.0).permute(1, 2, 0)
 
 
-def _plot_image_grids(samples: Tensor, data: Tensor, path: Path, title: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _plot_image_grids(samples: Tensor, data: Tensor, path: str | Path, title: str) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), dpi=100)
     for ax, images, name in ((axes[0], samples, "samples"), (axes[1], data, "held-out data")):
         grid = image_grid(images)
@@ -73,7 +81,22 @@ def _plot_image_grids(samples: Tensor, data: Tensor, path: Path, title: str) -> 
         ax.set_title(f"{name} ({min(len(images), 64)} of {len(images)})", fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def plot_pass_curve(curve: list[dict], path: str | Path, title: str, threshold, references: dict) -> Path:
+    """MMD after each Picard pass (log scale), with the threshold and sequential samplers' MMD."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    passes = [c["pass"] for c in curve]
+    values = [max(c["mmd"], 1e-7) for c in curve]
+    ax.plot(passes, values, marker=".", label="parallel sampler after each pass")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.1e}")
+    for i, (name, value) in enumerate(references.items()):
+        ax.axhline(max(value, 1e-7), color=f"C{i + 2}", ls=":", lw=1.5, label=f"{name}: {value:.1e}")
+    ax.set_yscale("log")
+    ax.set_xlabel("Picard pass")
+    ax.set_ylabel("squared MMD vs held-out data (clipped at 1e-7)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

@@ -12,14 +12,12 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ctdm.build import build_callbacks, build_module, build_run
 from ctdm.callbacks import SampleEvaluation
 from ctdm.checkpoint import check_network, load_checkpoint
 from ctdm.config import check_config, check_optimized_metric, user_errors
-from ctdm.logging import instantiate_loggers
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +34,16 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
-    loss = instantiate(cfg.loss, _convert_="all")
-    model = instantiate(cfg.model, loss=loss, likelihood=OmegaConf.to_container(cfg.diffusion.likelihood))
+    model = build_module(cfg)
     if cfg.get("ckpt_path") is not None:
         checkpoint = load_checkpoint(cfg.ckpt_path)
         check_network(checkpoint, model, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
         _continue_wandb_run(cfg, checkpoint)
         del checkpoint  # Lightning reads it again in fit
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    datamodule = instantiate(cfg.data)  # the first to read files (e.g. data.path)
-    # Reads the data now, so a missing file fails before loggers write: before fit, as the EMA
-    # callback copies the module when fit starts.
-    model.set_data_var(datamodule.data_var)
-    # The run's resolved config travels in every checkpoint (Hydra's own node stays out).
-    model.run_config = OmegaConf.to_container(
-        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
-    )
-    if HydraConfig.initialized():
-        choices = OmegaConf.to_container(HydraConfig.get().runtime.choices)
-        model.run_choices = {k: v for k, v in choices.items() if v is not None}
-    loggers = instantiate_loggers(cfg)  # W&B's name, group, tags, job type from the run (ctdm.logging)
-    for logger in loggers:  # the resolved config: W&B's run config, the CSV logger's hparams.yaml
-        logger.log_hyperparams(model.run_config)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    callbacks = build_callbacks(cfg)
+    # The data is read before fit, as the EMA callback copies the module when fit starts.
+    run = build_run(cfg, model, callbacks)
+    trainer, datamodule = run.trainer, run.datamodule
 
     log.info("Output folder: %s", cfg.paths.output_dir)
     # The training order and noise depend on (seed, step, rank) alone, so a resumed run replays them.

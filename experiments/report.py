@@ -1,9 +1,9 @@
 """Build report.md for a comparison from its run folders alone.
 
-    python experiments/report.py OUT_DIR [--ood-samples 500]
+    python -m experiments.report OUT_DIR [--ood-samples 500]
 
 OUT_DIR holds one Hydra multirun folder per recipe (OUT_DIR/<recipe>/<job>/ with .hydra/, summary.json,
-eval/<sampler>_passes_step*.json and checkpoints/last.ckpt), as experiments/paper_dino.py writes them.
+eval/<sampler>_passes_step*.json and checkpoints/last.ckpt), as experiments.compare_arms writes them.
 For data with an exact law the report adds, per job, the denoiser's exact error on the training paths
 and at the Picard solver's queries (ctdm.diagnostics, written to <job>/ood_error.json and, for 1-D data,
 the Figure-1 heat map), and a row for the exact denoiser itself: the limit no training can pass
@@ -18,7 +18,12 @@ from pathlib import Path
 
 import torch
 import yaml
-from hydra.utils import instantiate
+
+from ctdm.build import build_data, build_samplers, load_module
+from ctdm.checkpoint import load_checkpoint
+from ctdm.diagnostics import QueryRecorder, error_heatmap, measure_ood_error
+from ctdm.evaluation import MMDScorer, evaluate_samplers, generate, sample_seeds
+from ctdm.plotting import plt, save_figure
 
 # The authors' numbers (one seed each; their MMD units) from their notebooks, by experiment and arm.
 PAPER = {
@@ -90,17 +95,17 @@ def chunked(eps_fn, rows: int = 4096):
 
 def add_ood_error(job: dict, num_samples: int, sampler_name: str = "para_ddpm") -> None:
     """Measure the trained denoiser against the exact one (paths vs solver queries) and store it."""
-    from ctdm.diagnostics import QueryRecorder, error_heatmap, load_denoiser, measure_ood_error
-
     checkpoint = job["folder"] / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         return
-    eps_fn, law, cfg = load_denoiser(checkpoint)
-    names = list(cfg["eval"]["samplers"])
-    if law is None or not names:
+    module = load_module(checkpoint)
+    cfg, eps_fn = module.run_config, module.eps
+    law = getattr(build_data(cfg), "law", None)
+    samplers = build_samplers(cfg)
+    if law is None or not samplers:
         return
-    name = sampler_name if sampler_name in names else names[0]
-    sampler = instantiate(cfg["eval"]["samplers"][name])
+    name = sampler_name if sampler_name in samplers else next(iter(samplers))
+    sampler = samplers[name]
     n = min(num_samples, cfg["eval"]["num_samples"])
     result = {
         "sampler": name,
@@ -109,7 +114,7 @@ def add_ood_error(job: dict, num_samples: int, sampler_name: str = "para_ddpm") 
     }
     if law.dim == 1:  # the paper's Figure 1, with this sampler's queries on top
         recorder = QueryRecorder(eps_fn)
-        sampler(recorder, (1,), (cfg["eval"]["seed"] << 32) + torch.arange(min(n, 500)))
+        generate(sampler, recorder, (1,), sample_seeds(cfg["eval"]["seed"], range(min(n, 500))))
         path, _ = error_heatmap(
             eps_fn,
             law,
@@ -125,37 +130,29 @@ def add_ood_error(job: dict, num_samples: int, sampler_name: str = "para_ddpm") 
 @torch.no_grad()
 def exact_limit(job: dict) -> dict | None:
     """Every sampler of the job run with the law's exact denoiser, same seeds and MMD: the limit row."""
-    from ctdm.checkpoint import load_checkpoint
-    from ctdm.metrics import mmd2
-
     checkpoint = job["folder"] / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         return None
     cfg = load_checkpoint(checkpoint)["ctdm_config"]
-    datamodule = instantiate(cfg["data"])
+    datamodule = build_data(cfg)
     law = getattr(datamodule, "law", None)
     if law is None:
         return None
     datamodule.setup("fit")
-    reference = datamodule.x_val
     ev = cfg["eval"]
-    seeds = (ev["seed"] << 32) + torch.arange(ev["num_samples"])
-    mmd = lambda x: float(mmd2(x, reference, ev["mmd_bandwidth"], ev["mmd_units"]))
-    metrics, curves = {}, {}
-    for name, node in ev["samplers"].items():
-        sampler = instantiate(node)
-        curve = []
-        hook = lambda i, x, info, curve=curve: curve.append({"pass": i, "nfe": info["nfe"], "mmd": mmd(x)})
-        kwargs = {"hook": hook} if getattr(sampler, "parallel", False) else {}
-        samples, stats = sampler(chunked(law.eps), tuple(datamodule.shape), seeds, **kwargs)
-        metrics |= {
-            f"eval/{name}/mmd": mmd(samples),
-            f"eval/{name}/nfe": stats.nfe,
-            f"eval/{name}/passes": stats.passes,
-        }
-        if curve:
-            curves[name] = curve
-    return {"metrics": metrics, "curves": curves}
+    result = evaluate_samplers(
+        list(build_samplers(cfg).values()),
+        chunked(law.eps),
+        MMDScorer(datamodule.x_val, ev["mmd_bandwidth"], ev["mmd_units"]),
+        tuple(datamodule.shape),
+        num_samples=ev["num_samples"],
+        seed=ev["seed"],
+    )
+    metrics = {}
+    for r in result.samplers:
+        metrics |= {f"eval/{r.name}/mmd": r.scores["mmd"], f"eval/{r.name}/nfe": r.nfe}
+        metrics |= {f"eval/{r.name}/passes": r.passes}
+    return {"metrics": metrics, "curves": result.curves}
 
 
 def _mean_spread(values: list[float]) -> str:
@@ -215,11 +212,6 @@ def _differences(groups: dict, cols: list[tuple[str, str]], baselines=("mse_sum"
 
 def plot_curves(groups: dict, limit: dict | None, sampler: str, path: Path, units: str) -> Path:
     """MMD after each Picard pass: the mean over seeds per arm, and the exact denoiser's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, jobs in groups.items():
         curves = [j["curves"][sampler] for j in jobs if sampler in j["curves"]]
@@ -240,11 +232,7 @@ def plot_curves(groups: dict, limit: dict | None, sampler: str, path: Path, unit
     ax.set_ylabel(f"MMD^2 ({units} units; grey: |value| < 1e-4, linear)")
     ax.set_title(f"{sampler}: MMD after each pass (mean over seeds)")
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def build_report(out_dir: Path, ood_samples: int = 500, limit: bool = True) -> Path:

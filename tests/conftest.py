@@ -1,4 +1,13 @@
-"""Shared fixtures: compose the real configs the way `python -m ctdm.train` does."""
+"""Shared fixtures and helpers. tests/ mirrors ctdm/ folder for folder (a top-level module such as
+ctdm/train.py has tests/train/); test doubles for Hydra's `_target_` live in tests/helpers.py.
+
+- `compose_config` / `make_cfg`: the real configs composed the way `python -m ctdm.train` does;
+- `run_cli`: an entry point run as a subprocess, the way users run it;
+- `cpu_trainer`, `tiny_module`, `tiny_data`: a quiet CPU Trainer, a small 2-D DiffusionModule and
+  DataModule for in-process runs;
+- `smoke_run`: a finished smoke-sized training run (its checkpoint) shared by the session;
+- `requires_gpu`: skips a test on machines without a CUDA GPU.
+"""
 
 import os
 import re
@@ -6,18 +15,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 import ctdm.config  # noqa: F401  (stores the config schema, `ctdm_schema`, in Hydra's ConfigStore)
+from ctdm.data import ToyDataModule, eight_gaussians
+from ctdm.losses import DenoisingMSE
+from ctdm.module import DiffusionModule
+from ctdm.nets import ResidualMLP
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+TESTS = ROOT / "tests"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,19 +75,74 @@ def make_cfg(tmp_path):
     return lambda overrides=(): compose_config(list(overrides), tmp_path)
 
 
+def cli_env(env: dict | None = None) -> dict:
+    """A subprocess's environment: W&B off, Hydra's full errors, tests/ importable (so `_target_` can name
+    the doubles in tests/helpers.py), then `env`."""
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    return {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "HYDRA_FULL_ERROR": "1",
+        "PYTHONPATH": path,
+        **(env or {}),
+    }
+
+
 def run_cli(
     args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600, module: str = "ctdm.train"
 ) -> subprocess.CompletedProcess:
     """`python -m ctdm.train ARGS` (or another entry point) as a user runs it, in `cwd`."""
-    full_env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=full_env,
+        env=cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def cpu_trainer(root: Path | str | None = None, **options) -> L.Trainer:
+    """A quiet Lightning Trainer on the CPU: no logger, progress bar, model summary or checkpoints, and no
+    validation, unless `options` (any Trainer arguments) say otherwise."""
+    quiet = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "limit_val_batches": 0,
+        "default_root_dir": root,
+    }
+    return L.Trainer(**(quiet | options))
+
+
+def tiny_module(loss: dict | None = None, width: int = 16, lr: float = 1e-3, **kwargs) -> DiffusionModule:
+    """A DiffusionModule for 2-D data: a one-block residual MLP, the MSE loss unless `loss` is given, Adam."""
+    return DiffusionModule(
+        ResidualMLP(2, width=width, blocks=1),
+        loss if loss is not None else {"mse": DenoisingMSE()},
+        lambda params: torch.optim.Adam(params, lr=lr),
+        **kwargs,
+    )
+
+
+def tiny_data(train_size: int = 256, val_size: int = 32, batch_size: int = 32) -> ToyDataModule:
+    """The eight Gaussians, small."""
+    return ToyDataModule(
+        eight_gaussians(), [2], train_size=train_size, val_size=val_size, batch_size=batch_size
+    )
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """A finished `debug=smoke` run of the default config (in-process, seconds): its folder, with
+    checkpoints/last.ckpt, summary.json and the resolved config."""
+    from ctdm.train import train
+
+    out = tmp_path_factory.mktemp("smoke_run")
+    train(compose_config(["debug=smoke", "logger=csv", "trainer.enable_progress_bar=false"], out))
+    return out
 
 
 @pytest.fixture(scope="session")

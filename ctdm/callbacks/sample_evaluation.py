@@ -1,15 +1,13 @@
-"""SampleEvaluation: run a list of samplers on the trained denoiser and score the samples.
+"""SampleEvaluation: the Lightning adapter of ctdm.evaluation.
 
-Sample i is drawn with seed (seed << 32) + i whatever the rank or batch, so results do not depend
-on the number of DDP ranks: each rank draws a contiguous share of the indices (each index exactly
-once), image metrics are updated with each rank's own share and computed on every rank (torchmetrics
-syncs their states), the shares are gathered for MMD and plots, and only rank 0 logs and writes.
-Every sampler sees the same seeds, so sequential and parallel samplers are compared on the same noise.
-Low-dimensional data are scored by MMD against the held-out points; images by FID and KID
-(ctdm.metrics.ImageMetrics) against the training set or a reference-statistics file.
+The callback decides when to evaluate (at the end of training, every `every_n_steps` steps, or once in
+`trainer.validate`: how `python -m ctdm.evaluate` scores a checkpoint), with which weights (the EMA
+average when the run has one), on which ranks and device. ctdm.evaluation draws and scores the samples
+(each rank its share of the per-sample seeds; MMD for low-dimensional data, FID/KID for images); rank 0
+writes the plots and per-pass curves into the run folder and logs the metrics to the trainer's loggers
+(W&B also gets the plots as images and the per-pass curves as line plots).
 """
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -20,60 +18,27 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ctdm.callbacks.ema import averaged_weights
-from ctdm.data.images import to_model_range
-from ctdm.logging import wandb_pass_curve
-from ctdm.metrics import ImageMetrics, check_bandwidth, mmd2, real_stats_file
-from ctdm.plotting import plot_samples
-from ctdm.precision import autocast
+from ctdm.evaluation import (
+    EvaluationResult,
+    ImageScorer,
+    MMDScorer,
+    Ranks,
+    evaluate_samplers,
+    image_scorer,
+    is_image_data,
+    write_outputs,
+)
+from ctdm.metrics import check_bandwidth
+from ctdm.tracking import wandb_pass_curve
 
 log = logging.getLogger(__name__)
 
 
-def shard(num_samples: int, rank: int, world: int) -> range:
-    """The sample indices of one rank: contiguous shares of ceil(N / world), each index exactly once
-    (the last ranks may get fewer, or none)."""
-    share = math.ceil(num_samples / world)
-    start = min(rank * share, num_samples)
-    return range(start, min(start + share, num_samples))
-
-
-def first_below(curve: list[dict], threshold: float) -> dict | None:
-    return next((c for c in curve if c["mmd"] <= threshold), None)
-
-
-def plot_pass_curve(curve: list[dict], path: Path, title: str, threshold, references: dict) -> Path:
-    """MMD after each Picard pass (log scale), with the threshold and sequential samplers' MMD."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    passes = [c["pass"] for c in curve]
-    values = [max(c["mmd"], 1e-7) for c in curve]
-    ax.plot(passes, values, marker=".", label="parallel sampler after each pass")
-    if threshold is not None:
-        ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.1e}")
-    for i, (name, value) in enumerate(references.items()):
-        ax.axhline(max(value, 1e-7), color=f"C{i + 2}", ls=":", lw=1.5, label=f"{name}: {value:.1e}")
-    ax.set_yscale("log")
-    ax.set_xlabel("Picard pass")
-    ax.set_ylabel("squared MMD vs held-out data (clipped at 1e-7)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 class SampleEvaluation(L.Callback):
     """Evaluate every sampler at the end of training (and every `every_n_steps` steps if set), or once
-    in `trainer.validate` (how `python -m ctdm.evaluate` scores a checkpoint).
+    in `trainer.validate`.
 
     samplers: ready sampler objects, a list or a {name: sampler} mapping (Hydra builds them from
     eval.samplers); each is called as sampler(eps_fn, shape, seeds) and logged under its `name`.
@@ -91,7 +56,7 @@ class SampleEvaluation(L.Callback):
     <output_dir>/eval/ and a plot), when sampling runs in one process and one batch.
     batch_size: draw samples in batches of this many (memory only; sample i is unchanged).
     fid: conf/eval/fid (extractor factory, ref_stats, cache_dir, real_count, kid_subset_size,
-    kid_subsets); used only for image data. `self.samples` keeps the last samples of every sampler.
+    kid_subsets); used only for image data. `self.result` keeps the last evaluation (its samples too).
     """
 
     def __init__(
@@ -138,23 +103,29 @@ class SampleEvaluation(L.Callback):
         self.fid = dict(fid or {})
         self.progress_bar = progress_bar
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.image_metrics: ImageMetrics | None = None  # built at the first image evaluation
+        self.image_scorer: ImageScorer | None = None  # built at the first image evaluation (real side once)
         self._extractor = None  # its feature network, built in setup for image data
-        self.results: dict[str, float] = {}
-        self.curves: dict[str, list[dict]] = {}
+        self.result: EvaluationResult | None = None
         self.plots: dict[str, Path] = {}
-        self.samples: dict[str, Tensor] = {}
         self.step: int | None = None  # the training step to report (ctdm.evaluate: the checkpoint's)
 
-    def mmd(self, samples: Tensor, reference: Tensor) -> float:
-        """Squared MMD in the configured bandwidth and units (eval.mmd_bandwidth, eval.mmd_units)."""
-        return float(mmd2(samples, reference, self.mmd_bandwidth, self.mmd_units))
+    @property
+    def results(self) -> dict[str, float]:
+        return self.result.metrics if self.result is not None else {}
+
+    @property
+    def curves(self) -> dict[str, list[dict]]:
+        return self.result.curves if self.result is not None else {}
+
+    @property
+    def samples(self) -> dict[str, Tensor]:
+        return self.result.samples if self.result is not None else {}
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Image data: build the feature extractor now, so missing weights fail before training, not after.
         datamodule = getattr(trainer, "datamodule", None)
         x_val = getattr(datamodule, "x_val", None)
-        if self.image_metrics is None and self._extractor is None and x_val is not None and x_val.dim() == 4:
+        if self.image_scorer is None and self._extractor is None and x_val is not None and x_val.dim() == 4:
             self._extractor = self._build_extractor()
 
     def _build_extractor(self):
@@ -177,196 +148,60 @@ class SampleEvaluation(L.Callback):
         if trainer.state.fn == TrainerFn.VALIDATING:  # trainer.validate: score the loaded weights
             self.evaluate(trainer, pl_module)
 
-    @torch.no_grad()
-    def generate(self, trainer, pl_module, sampler, shape, reference: Tensor | None = None):
-        """This rank's share of the `num_samples` samples, and all of them gathered in index order.
-
-        Returns (local, gathered, stats, curve): for a parallel sampler in one process and one batch,
-        curve is [{"pass", "nfe", "mmd"}] after every pass (against `reference`), else None.
-        """
-        world, rank = trainer.world_size, trainer.global_rank
-        indices = shard(self.num_samples, rank, world)
-        seeds = (self.seed << 32) + torch.tensor(list(indices), dtype=torch.long)
-        chunks = seeds.split(self.batch_size or max(len(seeds), 1)) if len(seeds) else ()
-        parallel = getattr(sampler, "parallel", False)
-        curve = [] if parallel and world == 1 and len(chunks) == 1 and reference is not None else None
-        bar = tqdm(
-            total=len(seeds),
-            desc=f"sampling {sampler.name}",
-            unit="sample",
-            disable=not (self.progress_bar and trainer.is_global_zero),
-            leave=False,
-        )
-
-        def hook(pass_index, x_last, info):
-            bar.set_postfix(passes=pass_index, active=info["active"], refresh=False)
-            if curve is not None:
-                value = self.mmd(x_last[: self.num_samples].cpu(), reference)
-                curve.append({"pass": pass_index, "nfe": info["nfe"], "mmd": value})
-
-        # The plain nn.Module answering eps(z, logsnr), which a sampler may replicate over devices.
-        denoiser = pl_module.parameterization
-        parts, nfe, passes, seconds, converged = [], 0.0, 0, 0.0, True
-        for chunk in chunks:
-            kwargs = {"hook": hook} if parallel else {}
-            with autocast(getattr(trainer, "precision", None), pl_module.device):  # as in training (bf16)
-                samples, stats = sampler(denoiser, shape, chunk, device=pl_module.device, **kwargs)
-            parts.append(samples)
-            nfe += stats.nfe * len(chunk) / len(seeds)
-            passes, seconds = max(passes, stats.passes), seconds + stats.seconds
-            converged = converged and stats.converged
-            bar.update(len(chunk))
-        bar.close()
-        local = torch.cat(parts) if parts else torch.empty(0, *shape, device=pl_module.device)
-        gathered = local
-        summary = {"nfe": nfe, "passes": passes, "seconds": seconds, "converged": converged}
-        if world > 1:
-            share = math.ceil(self.num_samples / world)
-            padded = torch.cat([local, local.new_zeros(share - len(local), *shape)])
-            gathered = trainer.strategy.all_gather(padded).flatten(0, 1)[: self.num_samples]
-            # NFE is a per-sample mean: weight each rank's by its share; depth and time: the slowest rank.
-            per_rank = trainer.strategy.all_gather(
-                torch.tensor([nfe * len(local), passes, seconds, float(converged)], device=local.device)
-            ).reshape(world, 4)
-            summary = {
-                "nfe": float(per_rank[:, 0].sum()) / self.num_samples,
-                "passes": int(per_rank[:, 1].max()),
-                "seconds": float(per_rank[:, 2].max()),
-                "converged": bool(per_rank[:, 3].min() > 0),
-            }
-        return local, gathered.cpu(), summary, curve
-
-    def _image_metrics(self, trainer, pl_module) -> ImageMetrics:
-        """FID/KID with the real side in place: ref_stats, the cached features of the training set, or
-        those features computed now (each rank its share) and cached."""
-        if self.image_metrics is not None:
-            return self.image_metrics
-        extractor = self._extractor if self._extractor is not None else self._build_extractor()
-        metrics = ImageMetrics(
-            extractor if extractor is not None else "inception",
-            kid_subset_size=self.fid.get("kid_subset_size", 1000),
-            kid_subsets=self.fid.get("kid_subsets", 100),
-        ).to(pl_module.device)
-        if self.fid.get("ref_stats"):
-            metrics.load_ref_stats(self.fid["ref_stats"])
-        else:
-            datamodule = trainer.datamodule
-            images = datamodule.images_train
-            count = self.fid.get("real_count")
-            if count is not None and count < len(images):  # a seeded subset, the same on every rank
-                images = images[
-                    torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]
-                ]
-            cache = None
-            if self.fid.get("cache_dir"):
-                root = getattr(datamodule, "root", None)
-                name = type(datamodule).__name__.removesuffix("DataModule").lower()
-                if root is not None and name == "imagefolder":  # different folders, different sets
-                    name += "-" + Path(str(root)).name
-                cache = real_stats_file(
-                    self.fid["cache_dir"],
-                    name,
-                    "train",
-                    list(datamodule.shape[1:]),
-                    metrics.name,
-                    len(images),
-                )
-            mine = shard(len(images), trainer.global_rank, trainer.world_size)
-            batch = self.batch_size or 64
-            share = images[mine.start : mine.stop]
-            batches = (
-                to_model_range(share[i : i + batch], datamodule.max_value).to(pl_module.device)
-                for i in range(0, len(share), batch)
+    def scorer(self, trainer, pl_module, ranks: Ranks) -> MMDScorer | ImageScorer:
+        """MMD against the held-out points, or FID/KID with the real side computed (or read) once."""
+        datamodule = trainer.datamodule
+        if not is_image_data(datamodule):
+            return MMDScorer(datamodule.x_val, self.mmd_bandwidth, self.mmd_units)
+        if self.image_scorer is None:
+            extractor = self._extractor if self._extractor is not None else self._build_extractor()
+            self.image_scorer = image_scorer(
+                datamodule,
+                extractor,
+                ref_stats=self.fid.get("ref_stats"),
+                cache_dir=self.fid.get("cache_dir"),
+                real_count=self.fid.get("real_count"),
+                kid_subset_size=self.fid.get("kid_subset_size", 1000),
+                kid_subsets=self.fid.get("kid_subsets", 100),
+                batch_size=self.batch_size or 64,
+                ranks=ranks,
+                device=pl_module.device,
             )
-            metrics.load_or_compute_real(batches, cache)
-        self.image_metrics = metrics
-        return metrics
+        return self.image_scorer
 
     def evaluate(self, trainer, pl_module) -> dict[str, float]:
         reference = trainer.datamodule.x_val
-        shape = tuple(reference.shape[1:])
-        images = reference.dim() == 4
         step = self.step if self.step is not None else trainer.global_step
+        world = trainer.world_size
+        ranks = Ranks(trainer.global_rank, world, trainer.strategy.all_gather if world > 1 else None)
         was_training = pl_module.training
         pl_module.eval()
-        metrics: dict[str, float] = {}
-        sequential_mmd: dict[str, float] = {}
-        self.curves, self.plots, self.samples = {}, {}, {}
+        self.plots = {}
         try:
-            image_metrics = self._image_metrics(trainer, pl_module) if images else None
-            for sampler in self.samplers:
-                name, prefix = sampler.name, f"eval/{sampler.name}"
-                curve_reference = None if images else reference
-                local, samples, stats, curve = self.generate(
-                    trainer, pl_module, sampler, shape, curve_reference
-                )
-                self.samples[name] = samples
-                if images:
-                    image_metrics.reset()
-                    for part in local.split(self.batch_size or 64):
-                        image_metrics.update_fake(part)
-                    scores = image_metrics.compute()  # collective: every rank, the same numbers
-                    metrics.update({f"{prefix}/{k}": v for k, v in scores.items()})
-                    with image_metrics.fid.sync_context(should_unsync=True):  # the count over all ranks
-                        counted = int(image_metrics.fid.fake_features_num_samples)
-                else:
-                    metrics[f"{prefix}/mmd"] = self.mmd(samples, reference)
-                    counted = len(samples)
-                metrics[f"{prefix}/num_samples"] = counted
-                metrics[f"{prefix}/nfe"] = stats["nfe"]
-                metrics[f"{prefix}/passes"] = stats["passes"]
-                metrics[f"{prefix}/seconds"] = stats["seconds"]
-                if not stats["converged"]:
-                    log.warning("%s stopped at max_passes=%d before converging", name, stats["passes"])
-                if not getattr(sampler, "parallel", False) and not images:
-                    sequential_mmd[name] = metrics[f"{prefix}/mmd"]
-                if curve:
-                    self.curves[name] = curve
-                    if self.mmd_threshold is not None:
-                        hit = first_below(curve, self.mmd_threshold)
-                        if hit is not None:
-                            metrics[f"{prefix}/passes_to_threshold"] = hit["pass"]
-                            metrics[f"{prefix}/nfe_to_threshold"] = hit["nfe"]
-                if trainer.is_global_zero and self.output_dir is not None:
-                    path = self.output_dir / "plots" / f"samples_{name}_step{step:06d}.png"
-                    score = (
-                        f"FID {metrics[f'{prefix}/fid']:.1f}"
-                        if images
-                        else f"MMD^2 {metrics[f'{prefix}/mmd']:.2e}"
-                    )
-                    title = f"{name}, step {step}: {score}, NFE {stats['nfe']:.0f}, passes {stats['passes']}"
-                    if plot_samples(samples, reference, path, title) is not None:
-                        self.plots[f"{prefix}/samples"] = path
-            if not images:
-                normal = torch.randn(
-                    self.num_samples, *shape, generator=torch.Generator().manual_seed(self.seed)
-                )
-                metrics["eval/normal_mmd"] = self.mmd(normal, reference)
+            self.result = evaluate_samplers(
+                self.samplers,
+                pl_module.parameterization,  # the plain nn.Module answering eps(z, logsnr)
+                self.scorer(trainer, pl_module, ranks),
+                tuple(reference.shape[1:]),
+                num_samples=self.num_samples,
+                seed=self.seed,
+                batch_size=self.batch_size,
+                threshold=self.mmd_threshold,
+                ranks=ranks,
+                device=pl_module.device,
+                precision=getattr(trainer, "precision", None),  # as in training (bf16)
+                progress=self.progress_bar,
+            )
         finally:
             pl_module.train(was_training)
         if trainer.is_global_zero and self.output_dir is not None:
-            self._write_curves(step, sequential_mmd)
-        self.results = metrics
+            self.plots = write_outputs(self.result, self.output_dir, step, reference)
         if trainer.is_global_zero:
-            self._log(trainer, metrics)
-        return metrics
+            self._log(trainer, step)
+        return self.results
 
-    def _write_curves(self, step: int, sequential_mmd: dict[str, float]) -> None:
-        for name, curve in self.curves.items():
-            out = self.output_dir / "eval" / f"{name}_passes_step{step:06d}.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            payload = {"sampler": name, "step": step, "threshold": self.mmd_threshold, "passes": curve}
-            out.write_text(json.dumps(payload, indent=1))
-            hit = first_below(curve, self.mmd_threshold) if self.mmd_threshold is not None else None
-            reached = f"below threshold at pass {hit['pass']}" if hit else "never below threshold"
-            title = f"{name}, step {step}: MMD^2 after each pass ({reached})"
-            path = self.output_dir / "plots" / f"mmd_per_pass_{name}_step{step:06d}.png"
-            self.plots[f"eval/{name}/mmd_per_pass"] = plot_pass_curve(
-                curve, path, title, self.mmd_threshold, sequential_mmd
-            )
-
-    def _log(self, trainer, metrics: dict[str, float]) -> None:
-        step = self.step if self.step is not None else trainer.global_step
+    def _log(self, trainer, step: int) -> None:
+        metrics = self.results
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
             if isinstance(logger, WandbLogger):  # plots as wandb.Image, pass curves as line plots

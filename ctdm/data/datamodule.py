@@ -159,10 +159,9 @@ class ToyDataModule(BatchedDataModule):
         batch_size: int = 256,
         train_seed: int = 0,
         val_seed: int = 1,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        **loader,  # num_workers, pin_memory: BatchedDataModule's
     ):
-        super().__init__(batch_size, num_workers, pin_memory)
+        super().__init__(batch_size, **loader)
         if list(shape) != [law.dim]:
             raise ValueError(
                 f"data.shape={list(shape)} does not match the law's dimension {law.dim}; use [{law.dim}]."

@@ -4,7 +4,6 @@ from ctdm.diagnostics.ood_error import (
     QueryRecorder,
     denoiser_error,
     error_heatmap,
-    load_denoiser,
     measure_ood_error,
     path_states,
 )
@@ -13,7 +12,6 @@ __all__ = [
     "QueryRecorder",
     "denoiser_error",
     "error_heatmap",
-    "load_denoiser",
     "measure_ood_error",
     "path_states",
 ]

@@ -12,15 +12,14 @@ dimensions) can be measured anywhere in (z, a):
 """
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ctdm.diffusion.channel import noise_data
-
-EpsFn = Callable[[Tensor, Tensor], Tensor]
+from ctdm.diffusion.likelihood import EpsFn
+from ctdm.evaluation import generate, sample_seeds
 
 
 class QueryRecorder:
@@ -80,17 +79,16 @@ def measure_ood_error(
 ) -> dict:
     """The denoiser's exact error on the training paths and at the sampler's queries, as numbers.
 
-    Runs `sampler` (sequential or parallel) with a recording eps_fn for `num_samples` samples (seeds
-    seed << 32 + i, as the evaluation callback draws them); path states are drawn at the very levels
-    the sampler queried, so (a) and (b) differ only in where z lies. Returns a JSON-ready dict:
-    error_on_paths, error_at_queries (means over states), ratio, their medians (median_on_paths,
-    median_at_queries, median_ratio), queries (states), calls, and both
+    Runs `sampler` (sequential or parallel) with a recording eps_fn for samples 0 .. num_samples-1 of
+    `seed` (ctdm.evaluation's per-sample seeds, as every evaluation draws them); path states are drawn
+    at the very levels the sampler queried, so (a) and (b) differ only in where z lies. Returns a
+    JSON-ready dict: error_on_paths, error_at_queries (means over states), ratio, their medians
+    (median_on_paths, median_at_queries, median_ratio), queries (states), calls, and both
     means per log-SNR bin (`by_logsnr`: bin edges and the two curves; empty bins are null).
     """
     shape = tuple(shape) if shape is not None else (law.dim,)
     recorder = QueryRecorder(eps_fn)
-    seeds = (seed << 32) + torch.arange(num_samples)
-    sampler(recorder, shape, seeds)
+    generate(sampler, recorder, shape, sample_seeds(seed, range(num_samples)))
     z_q, a_q = recorder.states()
     on_queries = denoiser_error(eps_fn, law.eps, z_q, a_q)
     z_p = path_states(law, a_q, torch.Generator().manual_seed(seed))
@@ -137,10 +135,7 @@ def error_heatmap(
     """The paper's Figure 1 for 1-D data: log10 |eps_hat - eps*|^2 over a (log-SNR, z) grid, with the
     data's noised density as contours (where training puts its inputs) and, if given, the sampler's
     queried states on top. Returns the PNG's path and the error grid [resolution (z), resolution (a)]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ctdm.plotting import plt, save_figure
 
     if law.dim != 1:
         raise ValueError(f"error_heatmap draws 1-D data over (z, log-SNR); this law has dimension {law.dim}.")
@@ -179,27 +174,4 @@ def error_heatmap(
     ax.set_xlim(*logsnr_range)
     ax.set_ylim(*z_range)
     ax.set_title(title or "denoiser error vs the exact denoiser (cyan: data paths; white: sampler queries)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path, error
-
-
-def load_denoiser(checkpoint_path: str | Path):
-    """(eps_fn, law, config) from a ctdm run's checkpoint: the network rebuilt from the config the
-    checkpoint carries, its trained weights loaded, in eval mode; law is the data's exact law (None
-    for data without one)."""
-    from hydra.utils import instantiate
-
-    from ctdm.checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(checkpoint_path)
-    cfg = checkpoint["ctdm_config"]
-    module = instantiate(cfg["model"], loss=instantiate(cfg["loss"], _convert_="all"))
-    module.on_load_checkpoint(checkpoint)  # sizes the data_var buffer from the checkpoint
-    module.load_state_dict(checkpoint["state_dict"])
-    module.eval()
-    datamodule = instantiate(cfg["data"])
-    return module.eps, getattr(datamodule, "law", None), cfg
+    return save_figure(fig, path, dpi=110), error

@@ -19,12 +19,14 @@ from ctdm.diffusion.schedules import (
     logsnr_to_sigma,
     sigma_to_logsnr,
 )
+from ctdm.diffusion.settings import LikelihoodSettings
 
 __all__ = [
     "DDPMSchedule",
     "EDMLogNormal",
     "EDMPrecond",
     "EpsPrediction",
+    "LikelihoodSettings",
     "Parameterization",
     "Reference",
     "VPrediction",

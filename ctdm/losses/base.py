@@ -1,13 +1,12 @@
 """What every loss term shares: a non-negative weight and how often it runs."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
 from ctdm.diffusion.checks import check_int, check_number
-
-EpsFn = Callable[[Tensor, Tensor], Tensor]
+from ctdm.diffusion.likelihood import EpsFn
 
 
 class LossTerm:

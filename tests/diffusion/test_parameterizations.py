@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
+from ctdm.build import build_module
 from ctdm.diffusion import EDMPrecond, EpsPrediction, VPrediction, X0Prediction
 from ctdm.diffusion.channel import channel_scales
 
@@ -80,7 +80,7 @@ def test_edm_denoiser_is_the_posterior_mean_in_the_variance_exploding_view(sigma
 @pytest.mark.parametrize("option", sorted(CLASSES))
 def test_every_parameterisation_option_builds_its_class(option, make_cfg):
     cfg = make_cfg([f"model/parameterization={option}"])
-    model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
+    model = build_module(cfg)
     assert type(model.parameterization) is CLASSES[option]
     z, a = torch.randn(5, *cfg.data.shape), torch.linspace(-10, 10, 5)
     assert model.eps(z, a).shape == z.shape and torch.isfinite(model.eps(z, a)).all()

@@ -1,5 +1,6 @@
 """Every experiment preset composes and runs end to end with debug=smoke (one case per file of
-conf/experiment/, so a new preset is tested without touching this file)."""
+conf/experiment/, so a new preset is tested without touching this file); the paper presets compose to
+the authors' settings; each sweep recipe builds its schedule on each preset."""
 
 import json
 
@@ -19,8 +20,48 @@ IMAGE_DATA = {
 PRETRAINED = {"cifar10_ddpm_cdl_finetune", "cifar10_ddpm_mse_finetune"}
 
 
-def test_the_paper_presets_exist():
+def test_the_paper_presets_hold_the_authors_settings(make_cfg):
+    """The authors' settings (docs/DESIGN, README "Reproducing the paper") as the presets compose them:
+    a preset is a diff on the defaults, so a changed default that moves one of these fails here."""
     assert {"paper_dino", "paper_1d", "eight_gaussians", "digits", "cifar10_gpu"} <= set(PRESETS)
+    dino = make_cfg(["experiment=paper_dino"])
+    assert dino.data._target_ == "ctdm.data.DinoDataModule" and dino.data.jitter == 0.15
+    assert (dino.data.train_size, dino.data.val_size) == (100000, 8000)
+    for cfg in (dino, make_cfg(["experiment=paper_1d"])):  # their net, optimizer, batch; no EMA
+        assert (cfg.model.net.width, cfg.model.net.blocks, cfg.model.net.input_freqs) == (128, 2, 0)
+        assert cfg.model.optimizer.lr == 1e-3 and cfg.data.batch_size == 128 and "ema" not in cfg.callbacks
+        assert cfg.model.lr_scheduler._target_.endswith("ConstantLR") and cfg.loss.cdl.samples == 2
+        assert cfg.eval.mmd_units == "paper" and cfg.eval.samplers.para_ddpm.tolerance_rule == "next_step"
+        para = cfg.eval.samplers.para_ddpm
+        assert (para.base.steps, para.window, para.tolerance) == (1000, None, 0.1)
+    assert (dino.eval.num_samples, dino.eval.mmd_bandwidth) == (2000, 0.03)
+    assert dino.eval.samplers.para_ddim.base.steps == 700
+    for arm, loss in (("cdl", "itd"), ("mse", "mse")):
+        cfg = make_cfg([f"experiment=cifar10_ddpm_{arm}_finetune"])
+        assert cfg.data.batch_size == 128 and cfg.trainer.devices == 2 and cfg.trainer.max_steps == 3910
+        assert cfg.model.optimizer.lr == 1e-4 and cfg.model.get("lr_scheduler") is None  # constant
+        assert cfg.callbacks.ema.decay == 0.9999 and loss in cfg.loss
+        assert (cfg.diffusion.likelihood.loc, cfg.diffusion.likelihood.scale) == (4.0, 4.0)
+        assert cfg.diffusion.likelihood.clip == 3.0 and cfg.eval.num_samples == 5000
+        para = cfg.eval.samplers.para_ddpm
+        assert (para.window, para.tolerance, para.base.variance, cfg.eval.samplers.ddpm.variance) == (
+            32,
+            0.1,
+            "beta",
+            "beta",
+        )
+    cdl = make_cfg(["experiment=cifar10_ddpm_cdl_finetune"]).loss.cdl
+    assert (cdl.weight, cdl.samples, cdl.points, cdl.per_item_divisor, cdl.share_draws) == (
+        1.0,
+        2,
+        64,
+        64,
+        False,
+    )
+    assert (cdl.zeta.loc, cdl.zeta.scale, cdl.zeta.clip) == (10.5, 1.5, 3.0)
+    gpu = make_cfg(["experiment=cifar10_gpu"])
+    assert gpu.data.batch_size == 128 and gpu.model.optimizer.lr == 2e-4 and gpu.callbacks.ema.decay == 0.9999
+    assert (gpu.eval.samplers.para_ddpm.window, gpu.eval.samplers.para_ddpm.tolerance) == (32, 0.1)
 
 
 @pytest.mark.slow
@@ -52,21 +93,19 @@ def test_preset_smoke_runs(preset, tmp_path):
 @pytest.mark.parametrize("preset", ["paper_dino", "paper_1d", "eight_gaussians", "digits"])
 @pytest.mark.parametrize("recipe", ["authors", "decay"])
 def test_every_sweep_recipe_composes_with_the_preset_and_builds_its_schedule(preset, recipe, tmp_path):
-    # experiments/paper_dino.py adds each recipe's overrides to the preset; a preset that sets keys of
+    # experiments.compare_arms adds each recipe's overrides to the preset; a preset that sets keys of
     # one schedule (e.g. LinearLR's start_factor) would break the other (CosineAnnealingLR).
-    import sys
-
     import torch
     from hydra.utils import instantiate
 
-    sys.path.insert(0, str(CONF.parent / "experiments"))
-    from paper_dino import RECIPES
+    from experiments.compare_arms import RECIPES
 
     cfg = compose_config([f"experiment={preset}", *RECIPES[recipe]], tmp_path / "run")
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
     scheduler = instantiate(cfg.model.lr_scheduler)(optimizer=optimizer)
-    expected = "CosineAnnealingLR" if recipe == "decay" else type(scheduler).__name__
-    assert type(scheduler).__name__ == expected
+    # authors: the preset's own schedule (the paper presets' constant LR, the others' cosine decay)
+    own = "ConstantLR" if preset.startswith("paper_") else "CosineAnnealingLR"
+    assert type(scheduler).__name__ == ("CosineAnnealingLR" if recipe == "decay" else own)
     if preset.startswith("paper_"):  # the authors' recipe is their constant learning rate
         for _ in range(3):
             optimizer.step()

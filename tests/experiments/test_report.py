@@ -1,25 +1,17 @@
-"""experiments/paper_dino.py end to end on a 2-job smoke multirun (joblib launcher, 2 jobs at once):
+"""experiments.compare_arms end to end on a 2-job smoke multirun (joblib launcher, 2 jobs at once):
 report.md has one row per job, the exact-denoiser limit, the paper's numbers and the pass-curve plots."""
 
-import importlib.util
 import json
 import re
-import sys
 
 import pytest
-from conftest import ROOT
+
+from experiments import compare_arms
+from experiments import report as report_script
 
 pytest.importorskip(
     "hydra_plugins.hydra_joblib_launcher", reason="the sweep extra: pip install -e '.[sweep]'"
 )
-
-
-def _script(name):
-    sys.path.insert(0, str(ROOT / "experiments"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -27,7 +19,7 @@ def test_report_from_a_two_job_smoke_multirun(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "dino"
     args = ["--smoke", "--arms", "mse_sum,itd_cdl_paper", "--seeds", "0", "--recipes", "authors"]
-    report = _script("paper_dino").main([*args, "--jobs", "2", "--out", str(out), "--ood-samples", "8"])
+    report = compare_arms.main([*args, "--jobs", "2", "--out", str(out), "--ood-samples", "8"])
     text = report.read_text()
     jobs = sorted(p.parent for p in out.glob("authors/*/summary.json"))
     assert len(jobs) == 2
@@ -44,7 +36,7 @@ def test_report_from_a_two_job_smoke_multirun(tmp_path, monkeypatch):
     for plot in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (out / plot).is_file(), plot
     # rebuilding from the folders alone gives the same report
-    rebuilt = _script("report").build_report(out, ood_samples=8)
+    rebuilt = report_script.build_report(out, ood_samples=8)
     assert rebuilt.read_text() == text
 
 
@@ -56,7 +48,7 @@ def test_differences_against_the_baseline_carry_their_standard_error():
         "decay / itd": [job(1.0), job(1.0)],  # no baseline in this recipe: no table
     }
     cols = [("para_ddpm MMD", "eval/para_ddpm/mmd"), ("val/nll", "val/nll")]
-    lines = _script("report")._differences(groups, cols)
+    lines = report_script._differences(groups, cols)
     text = "\n".join(lines)
     assert "authors recipe, against `mse_sum`" in text and "decay recipe" not in text
     row = next(line for line in lines if line.startswith("| itd_cdl_paper |"))

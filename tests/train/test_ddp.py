@@ -11,14 +11,12 @@ val/loss and the evaluation metrics must then agree up to float summation order.
 """
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import run_cli
 
-HERE = Path(__file__).resolve().parent
 STEPS = 6
 RUN = [
     "debug=smoke",
@@ -38,7 +36,6 @@ def _run(tmp_path: Path, name: str, trainer: str) -> Path:
     result = run_cli(
         [*RUN, f"trainer={trainer}", f"hydra.run.dir={out}"],
         cwd=cwd,
-        env={"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(cwd.iterdir()) == []  # nothing written where it was launched from

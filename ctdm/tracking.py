@@ -10,14 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from omegaconf import DictConfig
 
 # Config groups whose chosen option becomes a tag `group=option`, in this order.
 TAG_GROUPS = ("data", "model", "loss", "sampler", "experiment", "debug")
 # Overrides that say where a run writes or what it resumes, not what it is: left out of its name.
 NOT_IN_NAME = ("hydra", "paths", "logger", "ckpt_path", "task_name")
-# Keys of a logger's config that, left null, are filled from `run_identity`.
+# Keys of a logger's config that, left null, are filled from `run_identity` (ctdm.build.build_loggers).
 IDENTITY_KEYS = ("name", "group", "tags", "job_type")
 
 
@@ -60,20 +58,6 @@ def run_identity(cfg: Mapping, hydra_cfg: Mapping | None = None) -> dict:
         "tags": tags,
         "job_type": str(hydra_cfg.job.name),
     }
-
-
-def instantiate_loggers(cfg: DictConfig) -> list:
-    """The loggers of `cfg.logger`, with their null name/group/tags/job_type keys set from the run's
-    identity (the W&B logger's; keys a logger's config sets, like the CSV logger's name, are kept)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
-    identity = run_identity(cfg, hydra_cfg)
-    loggers = []
-    for node in (cfg.get("logger") or {}).values():
-        filled = {k: identity[k] for k in IDENTITY_KEYS if k in node and node[k] is None}
-        loggers.append(instantiate(node, **filled))
-    return loggers
 
 
 def wandb_pass_curve(name: str, curve: list[dict]):

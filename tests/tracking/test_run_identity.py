@@ -5,7 +5,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
-from ctdm.logging import instantiate_loggers, run_identity
+from ctdm.build import build_loggers
+from ctdm.tracking import run_identity
 
 
 def _as_job(cfg, mode=RunMode.RUN, sweep_dir="logs/train/multiruns/2025-01-02_03-04-05", job_name="train"):
@@ -87,7 +88,7 @@ def test_without_hydra_the_run_keeps_its_task_name():
 def test_loggers_get_the_identity_only_where_their_config_leaves_it_null(make_cfg, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     cfg = _as_job(make_cfg(["loss=itd", "logger.wandb.group=mine"]), RunMode.MULTIRUN)
-    csv, wandb = instantiate_loggers(cfg)
+    csv, wandb = build_loggers(cfg)
     assert isinstance(csv, L.pytorch.loggers.CSVLogger) and csv.name == "csv"
     init = wandb._wandb_init  # the keyword arguments wandb.init will get
     assert init["name"] == "loss=itd"  # logger.* overrides say how it is logged, not what it is

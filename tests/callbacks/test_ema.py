@@ -4,13 +4,10 @@ the right weights whatever the order of the callbacks."""
 import lightning as L
 import pytest
 import torch
+from conftest import cpu_trainer, tiny_data, tiny_module
 
 from ctdm.callbacks import EMA, averaged_weights
 from ctdm.callbacks.ema import ema_update
-from ctdm.data import ToyDataModule, eight_gaussians
-from ctdm.losses import DenoisingMSE
-from ctdm.module import DiffusionModule
-from ctdm.nets import ResidualMLP
 
 STEPS = 6
 
@@ -42,26 +39,17 @@ class Recorder(L.Callback):
 
 def _fit(tmp_path, ema, recorder, ema_first: bool):
     torch.manual_seed(0)
-    dm = ToyDataModule(eight_gaussians(), [2], train_size=256, val_size=32, batch_size=32)
-    model = DiffusionModule(
-        ResidualMLP(2, width=16, blocks=1),
-        {"mse": DenoisingMSE()},
-        lambda params: torch.optim.Adam(params, lr=0.05),
-    )
+    dm = tiny_data(train_size=256, val_size=32, batch_size=32)
+    model = tiny_module(lr=0.05)
     model.set_data_var(dm.data_var)
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = cpu_trainer(
+        str(tmp_path),
         max_steps=STEPS,
         callbacks=[ema, recorder] if ema_first else [recorder, ema],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
         limit_val_batches=1,
         val_check_interval=3,
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
-        default_root_dir=str(tmp_path),
     )
     trainer.fit(model, datamodule=dm)
     return model
@@ -105,13 +93,9 @@ def test_warmup_decay_and_update_rule():
 
 
 def test_empty_buffer_at_fit_start_is_refused(tmp_path):
-    dm = ToyDataModule(eight_gaussians(), [2], train_size=64, val_size=16, batch_size=16)
-    model = DiffusionModule(
-        ResidualMLP(2, width=8, blocks=1), {"mse": DenoisingMSE()}, lambda params: torch.optim.Adam(params)
-    )
-    trainer = L.Trainer(
-        accelerator="cpu", max_steps=1, callbacks=[EMA()], logger=False, default_root_dir=tmp_path
-    )
+    dm = tiny_data(train_size=64, val_size=16, batch_size=16)
+    model = tiny_module(width=8)
+    trainer = cpu_trainer(tmp_path, max_steps=1, callbacks=[EMA()])
     with pytest.raises(ValueError, match=r"data_var.*set_data_var"):
         trainer.fit(model, datamodule=dm)
 

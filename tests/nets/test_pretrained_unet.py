@@ -5,8 +5,8 @@ import sys
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
+from ctdm.build import build_module
 from ctdm.diffusion import DDPMSchedule, EpsPrediction
 from ctdm.nets.pretrained import MissingExtraError, PretrainedUNet, logsnr_to_timestep, save_tiny_ddpm
 
@@ -43,7 +43,7 @@ def test_plugs_into_the_module_as_a_noise_predictor(folder, make_cfg):
     """model=pretrained_ddpm with a local folder: the built module's eps is the model's output and its
     weights are the folder's (no checkpoint needed to evaluate the pretrained model)."""
     cfg = make_cfg(["model=pretrained_ddpm", f"model.net.path={folder}", "data=digits"])
-    module = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
+    module = build_module(cfg)
     assert isinstance(module.parameterization, EpsPrediction)
     raw = diffusers.UNet2DModel.from_pretrained(folder).eval()
     assert all(torch.equal(p, q) for p, q in zip(module.net.unet.parameters(), raw.parameters(), strict=True))

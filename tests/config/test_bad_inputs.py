@@ -13,6 +13,8 @@ import torch
 from conftest import run_cli
 from hydra.core.global_hydra import GlobalHydra
 
+from ctdm.build import build_module
+
 pytestmark = pytest.mark.slow
 
 SMOKE = ["debug=smoke", "logger=csv"]
@@ -21,11 +23,10 @@ SMOKE = ["debug=smoke", "logger=csv"]
 def write_checkpoints(folder):
     """A ctdm-shaped checkpoint of a width-32 smoke net, a truncated copy of it, and a foreign torch file."""
     from conftest import compose_config
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     cfg = compose_config([*SMOKE, "model.net.width=32"], folder / "compose")
-    model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
+    model = build_module(cfg)
     run_config = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
     )

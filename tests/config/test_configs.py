@@ -3,9 +3,10 @@
 import lightning as L
 import pytest
 import torch
-from conftest import CONF
+from conftest import CONF, requires_gpu
 from hydra.utils import instantiate
 
+from ctdm.build import build_module
 from ctdm.data import fake
 from ctdm.data.toy import eight_gaussians
 from ctdm.diffusion import Reference
@@ -72,7 +73,7 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
         assert batch.shape == (cfg.data.batch_size, *cfg.data.shape)
         assert torch.isfinite(batch).all()
     elif group == "model":
-        model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
+        model = build_module(cfg)
         z, a = torch.randn(5, *cfg.data.shape), torch.linspace(-10, 10, 5)
         assert model.eps(z, a).shape == z.shape
         opt = model.configure_optimizers()
@@ -119,5 +120,13 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
         assert cfg.hydra.run.dir.startswith(f"{cfg.paths.log_dir}/{cfg.task_name}/runs/")
     else:  # presets: the whole config still builds
         instantiate(cfg.data)
-        instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
+        build_module(cfg)
         instantiate(cfg.sampler)
+
+
+@requires_gpu
+@pytest.mark.parametrize("option", ["gpu", "default"])
+def test_trainer_options_use_the_gpu_where_there_is_one(option, make_cfg):
+    """The CPU cases above swap trainer=gpu's accelerator; on a GPU machine it must find the GPU."""
+    trainer = instantiate(make_cfg([f"trainer={option}"]).trainer, logger=False)
+    assert isinstance(trainer.accelerator, L.pytorch.accelerators.CUDAAccelerator)

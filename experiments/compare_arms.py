@@ -1,10 +1,11 @@
-"""One command per comparison: the multirun (arms x seeds x recipes, local parallel jobs through the
-joblib launcher), then report.md from the run folders (experiments/report.py).
+"""Compare the arms of a preset: the multirun (a preset's arms, i.e. loss options, x seeds x recipes, local
+parallel jobs through the joblib launcher), then report.md from the run folders (experiments.report).
+Run from the repository root:
 
-    python experiments/paper_dino.py                      # the CPU-sized dino comparison (make sweep)
-    python experiments/paper_dino.py --steps 782000 --jobs 8 --out logs/paper_dino_gpu -- trainer=gpu
-    python experiments/paper_dino.py --experiment paper_1d --arms mse_sum,itd,itd_cdl_paper
-    python experiments/paper_dino.py --smoke --arms mse_sum,itd_cdl_paper --seeds 0   # seconds
+    python -m experiments.compare_arms                    # the CPU-sized dino comparison (make sweep)
+    python -m experiments.compare_arms --steps 782000 --jobs 8 --out logs/paper_dino_gpu -- trainer=gpu
+    python -m experiments.compare_arms --experiment paper_1d --arms mse_sum,itd,itd_cdl_paper
+    python -m experiments.compare_arms --smoke --arms mse_sum,itd_cdl_paper --seeds 0   # seconds
 
 Recipes: `authors` is the preset's (their constant learning rate, no EMA); `decay` runs every arm again
 with a cosine decay of the learning rate (model/lr_scheduler=cosine), so a difference between arms is
@@ -19,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import build_report  # noqa: E402
+from experiments.report import build_report
 
 ARMS = {
     "paper_dino": "mse_sum,itd,itd_cdl_paper,mse_cdl,itd_cdl",
@@ -79,7 +79,9 @@ def main(argv=None) -> Path:  # report.md's path (the out folder with --no-repor
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: logs/<experiment>)")
     parser.add_argument("--ood-samples", type=int, default=500, help="samples for the exact-error measure")
     parser.add_argument("--report-only", action="store_true", help="rebuild report.md from --out, no runs")
-    parser.add_argument("--no-report", action="store_true", help="run the jobs only (report.py later)")
+    parser.add_argument(
+        "--no-report", action="store_true", help="run the jobs only (experiments.report later)"
+    )
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     args.arms = args.arms or ARMS.get(args.experiment, "mse,mse_cdl")

@@ -6,16 +6,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, run_cli
+from conftest import cli_env, compose_config, run_cli
 
 from ctdm.callbacks import AtomicCheckpointIO
 from ctdm.train import train
-
-HERE = Path(__file__).resolve().parent
 
 KILLED_DURING_SAVE = """
 import sys, time, torch
@@ -91,7 +88,7 @@ def test_sigterm_to_a_cli_run_then_resume_reaches_max_steps(tmp_path):
         "+callbacks.slow.seconds=0.1",
         f"+callbacks.slow.marker={marker}",
     ]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(HERE)}
+    env = cli_env()
     first = tmp_path / "first"
     proc = subprocess.Popen(
         [sys.executable, "-m", "ctdm.train", *run, *slow, f"hydra.run.dir={first}"],

@@ -3,11 +3,10 @@
 import lightning as L
 import pytest
 import torch
+from conftest import cpu_trainer, tiny_data, tiny_module
 from helpers import NaNAtCall
 
-from ctdm.data import ToyDataModule, eight_gaussians
-from ctdm.module import DiffusionModule, NonFiniteLossError
-from ctdm.nets import ResidualMLP
+from ctdm.module import NonFiniteLossError
 
 
 class Weights(L.Callback):
@@ -19,25 +18,10 @@ class Weights(L.Callback):
 
 
 def _fit(tmp_path, nan_call: int, steps: int, **module_kwargs):
-    dm = ToyDataModule(eight_gaussians(), [2], train_size=512, val_size=16, batch_size=16)
-    model = DiffusionModule(
-        ResidualMLP(2, width=8, blocks=1),
-        {"mse": NaNAtCall(nan_call)},
-        lambda params: torch.optim.Adam(params, lr=0.01),
-        **module_kwargs,
-    )
+    dm = tiny_data(train_size=512, val_size=16, batch_size=16)
+    model = tiny_module({"mse": NaNAtCall(nan_call)}, width=8, lr=0.01, **module_kwargs)
     weights = Weights()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        callbacks=[weights],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = cpu_trainer(tmp_path, max_steps=steps, callbacks=[weights])
     trainer.fit(model, datamodule=dm)
     return trainer, model, weights
 

@@ -5,9 +5,10 @@ import json
 import lightning as L
 import pytest
 import torch
-from conftest import CONF, run_cli
+from conftest import cpu_trainer, run_cli
 from hydra.utils import instantiate
 
+from ctdm.build import build_module
 from ctdm.data import fake
 from ctdm.diffusion import DDPMSchedule
 from ctdm.diffusion.channel import noise_data
@@ -30,9 +31,15 @@ def _smoke(tmp_path, args):
 
 def test_cifar10_smoke_on_fake_files(tmp_path):
     fake.write_cifar10(tmp_path / "cifar")
-    loss = ["loss=contrastive"] if (CONF / "loss" / "contrastive.yaml").is_file() else []
-    args = [*loss, "data=cifar10", f"data.root={tmp_path / 'cifar'}", "data.check_integrity=false"]
-    _smoke(tmp_path, args)
+    args = [
+        "loss=contrastive",
+        "data=cifar10",
+        f"data.root={tmp_path / 'cifar'}",
+        "data.check_integrity=false",
+    ]
+    summary = _smoke(tmp_path, args)
+    assert "train/cdl" in summary["metrics"]  # the contrastive term trained
+    assert {"eval/ddpm/fid", "eval/ddpm/kid"} <= set(summary["metrics"])
 
 
 def test_digits_smoke_with_the_small_unet(tmp_path):
@@ -51,7 +58,7 @@ def test_short_digits_run_lowers_the_validation_loss(make_cfg):
         L.seed_everything(0)
         dm = instantiate(cfg.data)
         dm.setup()
-        model = instantiate(cfg.model, loss=instantiate(cfg.loss, _convert_="all"))
+        model = build_module(cfg)
 
         def val_mse() -> float:
             """Denoising MSE on the held-out digits at fixed levels and noise."""
@@ -63,15 +70,7 @@ def test_short_digits_run_lowers_the_validation_loss(make_cfg):
                 return (model.eps(noise_data(dm.x_val, a, eps), a) - eps).pow(2).mean().item()
 
         before = val_mse()
-        trainer = L.Trainer(
-            max_steps=40,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-        )
+        trainer = cpu_trainer(max_steps=40)
         trainer.fit(model, dm)
         after = val_mse()
     finally:

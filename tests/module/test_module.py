@@ -2,43 +2,27 @@
 
 import math
 
-import lightning as L
 import pytest
 import torch
+from conftest import cpu_trainer, tiny_data, tiny_module
 
 from ctdm.data import ToyDataModule, eight_gaussians
-from ctdm.losses import ContrastiveDiffusionLoss, DenoisingMSE
-from ctdm.module import DiffusionModule
-from ctdm.nets import ResidualMLP
+from ctdm.diffusion import LikelihoodSettings
+from ctdm.losses import ContrastiveDiffusionLoss
 from ctdm.train import train
 
 
-def _module(**kw):
-    loss = {"mse": DenoisingMSE()}
-    return DiffusionModule(
-        ResidualMLP(2, width=16, blocks=1), loss, lambda params: torch.optim.Adam(params), **kw
-    )
-
-
 def _fit(model, dm, tmp_path, steps=3, ckpt_path=None):
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=1,
-        val_check_interval=steps,
-        check_val_every_n_epoch=None,
-        default_root_dir=tmp_path,
+    trainer = cpu_trainer(
+        tmp_path, max_steps=steps, limit_val_batches=1, val_check_interval=steps, check_val_every_n_epoch=None
     )
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return trainer
 
 
 def test_reference_comes_from_the_whole_training_set_and_travels_in_checkpoints(tmp_path):
-    dm = ToyDataModule(eight_gaussians(), [2], train_size=4000, val_size=200, batch_size=64)
-    model = _module()
+    dm = tiny_data(train_size=4000, val_size=200, batch_size=64)
+    model = tiny_module()
     trainer = _fit(model, dm, tmp_path)
     torch.testing.assert_close(model.data_var, dm.x_train.var(0))
     assert not torch.allclose(model.data_var, dm.x_train[:64].var(0))  # not the first batch
@@ -54,26 +38,42 @@ def test_reference_comes_from_the_whole_training_set_and_travels_in_checkpoints(
 
     # A resumed run restores the stored variances, even if the data it now sees differ.
     other = ToyDataModule(eight_gaussians(radius=2.0), [2], train_size=4000, val_size=200, batch_size=64)
-    resumed = _module()
+    resumed = tiny_module()
     _fit(resumed, other, tmp_path, steps=4, ckpt_path=path)
     torch.testing.assert_close(resumed.data_var, model.data_var)
 
 
-def test_reference_is_overridable():
-    model = _module(likelihood={"loc": 1.5, "scale": 2.0, "clip": 2.5, "ref_var": 0.5})
+@pytest.mark.parametrize("as_settings", [False, True], ids=["mapping", "settings"])
+def test_reference_is_overridable(as_settings):
+    settings = {"loc": 1.5, "scale": 2.0, "clip": 2.5, "ref_var": 0.5}
+    model = tiny_module(likelihood=LikelihoodSettings(**settings) if as_settings else settings)
     model.set_data_var(torch.tensor([1.0, 4.0]))
     ref = model.reference
     assert (ref.loc, ref.scale, ref.clip) == (1.5, 2.0, 2.5)
     torch.testing.assert_close(ref.log_var, torch.full((2,), 0.5).log())
 
 
+def test_the_likelihood_defaults_are_the_configs(make_cfg):
+    """One place: the composed diffusion.likelihood node is LikelihoodSettings's defaults, and a module
+    built without settings has the same."""
+    composed = make_cfg().diffusion.likelihood
+    assert dict(composed) == vars(LikelihoodSettings()) == vars(tiny_module().likelihood)
+    assert vars(LikelihoodSettings()) == {
+        "loc": None,
+        "scale": None,
+        "clip": 3.0,
+        "ref_var": None,
+        "val_points": 16,
+    }
+
+
 def test_unknown_likelihood_key_is_refused():
     with pytest.raises(ValueError, match="Unknown diffusion.likelihood keys \\['points'\\]"):
-        _module(likelihood={"points": 3})
+        tiny_module(likelihood={"points": 3})
 
 
 def test_cdl_every_n_steps_skips_the_term():
-    model = _module()
+    model = tiny_module()
     model.loss_terms["cdl"] = ContrastiveDiffusionLoss(points=2, every_n_steps=3)
     model.set_data_var(torch.ones(2))
     x = eight_gaussians().sample(8)

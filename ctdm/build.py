@@ -1,0 +1,110 @@
+"""A run's objects built from its config, in one place for every entry point (as lightning-hydra-template
+shares its instantiators between train and eval): `python -m ctdm.train`, `python -m ctdm.evaluate`, the
+diagnostics, the benchmarks and the experiment reports.
+
+    module = build_module(cfg)                  # loss terms + DiffusionModule + likelihood settings
+    run = build_run(cfg, module, callbacks)     # data, loggers (given the resolved config), trainer
+    module = load_module("<run>/checkpoints/last.ckpt")   # a trained module from its checkpoint alone
+    law = build_data(module.run_config).law     # and the exact law of its data (None for images)
+
+Every object is built by Hydra from its `_target_`; the order of the calls is the entry points' (what a
+user can get wrong is built before any data is read).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ctdm.checkpoint import check_network, load_checkpoint
+from ctdm.module import DiffusionModule
+from ctdm.tracking import IDENTITY_KEYS, run_identity
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    """The run's config as plain resolved data without Hydra's own node: what checkpoints carry
+    (`ctdm_config`) and the loggers record as hyperparameters."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+
+
+def build_module(cfg: DictConfig) -> DiffusionModule:
+    """`cfg.model`'s DiffusionModule with the loss terms of `cfg.loss` and `cfg.diffusion.likelihood`."""
+    loss = instantiate(cfg.loss, _convert_="all")
+    return instantiate(cfg.model, loss=loss, likelihood=OmegaConf.to_container(cfg.diffusion.likelihood))
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+
+
+def build_data(cfg: DictConfig | dict):
+    """The DataModule of `cfg.data` (the first object that reads files, e.g. data.path)."""
+    return instantiate(cfg["data"])
+
+
+def build_samplers(cfg: DictConfig | dict) -> dict:
+    """{name: ready sampler} of `cfg.eval.samplers` (a run's config or a checkpoint's stored one)."""
+    return {name: instantiate(node) for name, node in cfg["eval"]["samplers"].items()}
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """The loggers of `cfg.logger`, with their null name/group/tags/job_type keys set from the run's
+    identity (ctdm.tracking.run_identity; keys a logger's config sets, like the CSV logger's name, are
+    kept)."""
+    identity = run_identity(cfg, HydraConfig.get() if HydraConfig.initialized() else None)
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        filled = {k: identity[k] for k in IDENTITY_KEYS if k in node and node[k] is None}
+        loggers.append(instantiate(node, **filled))
+    return loggers
+
+
+@dataclass
+class Run:
+    """What `trainer.fit` or `trainer.validate` needs: the module, its data, the trainer (with its
+    callbacks and loggers)."""
+
+    module: DiffusionModule
+    datamodule: L.LightningDataModule
+    callbacks: list
+    loggers: list
+    trainer: L.Trainer
+
+
+def build_run(cfg: DictConfig, module: DiffusionModule, callbacks: list) -> Run:
+    """The run around a built module: the data (read now, so a missing file fails before the loggers
+    write; the module takes its variances unless a checkpoint gave them), the module's stored config
+    and group choices, the loggers (given the resolved config: W&B's run config, the CSV logger's
+    hparams.yaml) and the trainer."""
+    datamodule = build_data(cfg)
+    if module.data_var.numel() == 0:
+        module.set_data_var(datamodule.data_var)
+    module.run_config = resolved_config(cfg)  # travels in every checkpoint
+    if HydraConfig.initialized():  # and the config groups it came from (ctdm.evaluate recomposes them)
+        choices = OmegaConf.to_container(HydraConfig.get().runtime.choices)
+        module.run_choices = {k: v for k, v in choices.items() if v is not None}
+    loggers = build_loggers(cfg)
+    for logger in loggers:
+        logger.log_hyperparams(module.run_config)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return Run(module, datamodule, callbacks, loggers, trainer)
+
+
+def load_module(path: str | Path, cfg: DictConfig | None = None, key: str = "ckpt_path") -> DiffusionModule:
+    """The trained module of a ctdm checkpoint, in eval mode: built from `cfg` (default: the config stored
+    in the checkpoint, which also becomes its `run_config`), checked against the checkpoint's weights,
+    then given them (the EMA average when the run had one: ctdm.callbacks.ema). `key` names the file in
+    errors."""
+    checkpoint = load_checkpoint(path, key)
+    stored = cfg is None
+    cfg = OmegaConf.create(checkpoint["ctdm_config"]) if stored else cfg
+    module = build_module(cfg)
+    check_network(checkpoint, module, OmegaConf.to_container(cfg.model, resolve=True), path, key)
+    module.on_load_checkpoint(checkpoint)  # sizes the data_var buffer from the checkpoint
+    module.load_state_dict(checkpoint["state_dict"])
+    if stored:
+        module.run_config = checkpoint["ctdm_config"]
+    return module.eval()

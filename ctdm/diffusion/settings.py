@@ -1,0 +1,38 @@
+"""The likelihood settings of a run (`diffusion.likelihood`), defined once.
+
+This dataclass is at the same time the config schema of the `diffusion.likelihood` node (ctdm.config:
+types and defaults; a misspelt key fails at composition) and the object the DiffusionModule builds its
+ITD `Reference` from. A new setting is one more field here.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ctdm.diffusion.likelihood import Reference
+
+
+@dataclass
+class LikelihoodSettings:
+    """The ITD likelihood's reference Gaussian N(0, diag(l)) and log-SNR range, for loss.itd, loss.cdl,
+    val/nll and val/cdl.
+
+    loc, scale: the logistic importance distribution over log-SNR; None: from the training data's
+        per-dimension variances l_i (loc = -mean log l_i, scale = 3 sqrt(1 + 3/pi^2 var log l_i)).
+    clip: the range is truncated at loc +- clip * scale.
+    ref_var: a number: the same reference variance in every dimension; None: the data's l_i.
+    val_points: Monte-Carlo points per held-out sample for val/nll and val/cdl.
+    """
+
+    loc: float | None = None
+    scale: float | None = None
+    clip: float = Reference.clip  # the estimator's own default (3.0)
+    ref_var: float | None = None
+    val_points: int = 16
+
+    def reference(self, data_var: Tensor) -> Reference:
+        """The Reference for training data with per-dimension variances `data_var` [*shape]."""
+        if self.ref_var is not None:
+            data_var = torch.full_like(data_var, self.ref_var)
+        return Reference.from_data_var(data_var, self.loc, self.scale, self.clip)

@@ -1,0 +1,65 @@
+"""Evaluation results as plain records: what each sampler drew, scored and cost, and the flat
+`eval/<sampler>/<metric>` names they are logged under (docs/DESIGN's conventions)."""
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+
+def first_below(curve: list[dict], key: str, threshold: float) -> dict | None:
+    """The first pass of a per-pass curve whose `key` is at or below `threshold`."""
+    return next((c for c in curve if c[key] <= threshold), None)
+
+
+@dataclass
+class SamplerResult:
+    """One sampler's evaluation.
+
+    samples: every rank's samples in index order, on the CPU; scores: the scorer's metrics (mmd, or
+    fid, kid, kid_std) and num_samples (each index counted once); nfe, passes, seconds, converged: as
+    in ctdm.evaluation.Generation; curve: the parallel sampler's score after every pass, when recorded;
+    threshold_hit: the first pass of the curve at or below the evaluation's threshold.
+    """
+
+    name: str
+    samples: Tensor
+    scores: dict[str, float]
+    nfe: float
+    passes: int
+    seconds: float
+    converged: bool = True
+    parallel: bool = False
+    curve: list[dict] | None = None
+    threshold_hit: dict | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """{eval/<sampler>/<metric>: value}: scores, nfe, passes, seconds, and passes_to_threshold,
+        nfe_to_threshold when the curve reached the threshold."""
+        values = {**self.scores, "nfe": self.nfe, "passes": self.passes, "seconds": self.seconds}
+        if self.threshold_hit is not None:
+            values |= {"passes_to_threshold": self.threshold_hit["pass"]}
+            values |= {"nfe_to_threshold": self.threshold_hit["nfe"]}
+        return {f"eval/{self.name}/{key}": value for key, value in values.items()}
+
+
+@dataclass
+class EvaluationResult:
+    """Every sampler's result, in the order they ran, and the data's baselines (eval/normal_mmd)."""
+
+    samplers: list[SamplerResult] = field(default_factory=list)
+    baselines: dict[str, float] = field(default_factory=dict)
+    threshold: float | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        out = {key: value for result in self.samplers for key, value in result.metrics.items()}
+        return out | {f"eval/{key}": value for key, value in self.baselines.items()}
+
+    @property
+    def samples(self) -> dict[str, Tensor]:
+        return {result.name: result.samples for result in self.samplers}
+
+    @property
+    def curves(self) -> dict[str, list[dict]]:
+        return {result.name: result.curve for result in self.samplers if result.curve}

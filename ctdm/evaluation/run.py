@@ -1,0 +1,107 @@
+"""Evaluate samplers on a denoiser: draw every sampler's samples on the same seeds, score them, and write
+the plots and per-pass curves. Lightning-free: the training callback (ctdm.callbacks.SampleEvaluation),
+`python -m ctdm.evaluate` (through that callback), the diagnostics and the experiment reports call these.
+"""
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ctdm.evaluation.generate import gather, generate
+from ctdm.evaluation.records import EvaluationResult, SamplerResult, first_below
+from ctdm.evaluation.seeds import ONE_PROCESS, Ranks, sample_seeds
+from ctdm.plotting import plot_pass_curve, plot_samples
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def evaluate_samplers(
+    samplers: Sequence,
+    denoiser,
+    scorer,
+    shape: tuple[int, ...],
+    *,
+    num_samples: int,
+    seed: int = 0,
+    batch_size: int | None = None,
+    threshold: float | None = None,
+    ranks: Ranks = ONE_PROCESS,
+    device: torch.device | str = "cpu",
+    precision: str | None = None,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Every sampler (`sampler.name` names its metrics) on the noise predictor `denoiser` (eps(z, logsnr),
+    or a module with `.eps`), samples 0 .. num_samples-1 of `seed`, this rank its share; scored by `scorer`
+    (ctdm.evaluation.scorers). Parallel samplers in one process and one batch also get their score after
+    every pass, and the first pass at or below `threshold`. Collective under DDP: call it on every rank."""
+    seeds = sample_seeds(seed, ranks.share(num_samples))
+    results = []
+    for sampler in samplers:
+        parallel = getattr(sampler, "parallel", False)
+        generation = generate(
+            sampler,
+            denoiser,
+            shape,
+            seeds,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            pass_score=scorer.pass_score if ranks.world == 1 else None,  # a pass holds this rank's share
+            progress=progress and ranks.is_zero,
+        )
+        everything = gather(generation, ranks, num_samples)
+        scorer.reset()
+        scorer.update(generation.samples if scorer.per_rank else everything.samples)
+        scores = scorer.compute()
+        if not everything.converged:
+            log.warning("%s stopped at max_passes=%d before converging", sampler.name, everything.passes)
+        curve = everything.curve or None
+        hit = first_below(curve, scorer.name, threshold) if curve and threshold is not None else None
+        results.append(
+            SamplerResult(
+                name=sampler.name,
+                samples=everything.samples,
+                scores=scores,
+                nfe=everything.nfe,
+                passes=everything.passes,
+                seconds=everything.seconds,
+                converged=everything.converged,
+                parallel=parallel,
+                curve=curve,
+                threshold_hit=hit,
+            )
+        )
+    return EvaluationResult(results, scorer.baselines(num_samples, seed), threshold)
+
+
+def write_outputs(result: EvaluationResult, output_dir: str | Path, step: int, reference: Tensor) -> dict:
+    """The plots and curves of one evaluation at training step `step`, under output_dir: each sampler's
+    samples over the held-out `reference` (plots/samples_<sampler>_step<N>.png) and each recorded
+    per-pass curve (eval/<sampler>_passes_step<N>.json, plots/mmd_per_pass_<sampler>_step<N>.png, beside
+    the sequential samplers' scores). Returns {metric-style key: path} of the plots written."""
+    out, plots = Path(output_dir), {}
+    for r in result.samplers:
+        path = out / "plots" / f"samples_{r.name}_step{step:06d}.png"
+        score = f"FID {r.scores['fid']:.1f}" if "fid" in r.scores else f"MMD^2 {r.scores['mmd']:.2e}"
+        title = f"{r.name}, step {step}: {score}, NFE {r.nfe:.0f}, passes {r.passes}"
+        if plot_samples(r.samples, reference, path, title) is not None:
+            plots[f"eval/{r.name}/samples"] = path
+    sequential = {r.name: r.scores["mmd"] for r in result.samplers if not r.parallel and "mmd" in r.scores}
+    for r in (r for r in result.samplers if r.curve):
+        file = out / "eval" / f"{r.name}_passes_step{step:06d}.json"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"sampler": r.name, "step": step, "threshold": result.threshold, "passes": r.curve}
+        file.write_text(json.dumps(payload, indent=1))
+        hit = r.threshold_hit
+        reached = f"below threshold at pass {hit['pass']}" if hit else "never below threshold"
+        title = f"{r.name}, step {step}: MMD^2 after each pass ({reached})"
+        path = out / "plots" / f"mmd_per_pass_{r.name}_step{step:06d}.png"
+        plots[f"eval/{r.name}/mmd_per_pass"] = plot_pass_curve(
+            r.curve, path, title, result.threshold, sequential
+        )
+    return plots

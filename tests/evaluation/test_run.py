@@ -1,0 +1,93 @@
+"""evaluate_samplers without Lightning: every sampler on the same seeds, the same metrics on 1, 2 or 3
+ranks, metric names and order as logged, the threshold pass, and the files write_outputs leaves."""
+
+import json
+
+import pytest
+import torch
+from threaded_ranks import ThreadedRanks
+
+from ctdm.data.toy import eight_gaussians
+from ctdm.evaluation import EvaluationResult, MMDScorer, SamplerResult, evaluate_samplers, write_outputs
+from ctdm.samplers import DDPMSampler, ParallelSampler
+
+LAW = eight_gaussians()
+REFERENCE = LAW.sample(300, torch.Generator().manual_seed(3))
+
+
+def _evaluate(ranks=None, **options) -> EvaluationResult:
+    samplers = [DDPMSampler(steps=40), ParallelSampler(DDPMSampler(steps=40), tolerance=0.1)]
+    options = {"num_samples": 150, "seed": 2, "threshold": 3e-3, **options}
+    if ranks is not None:
+        options["ranks"] = ranks
+    return evaluate_samplers(samplers, LAW.eps, MMDScorer(REFERENCE), (2,), **options)
+
+
+def _without_seconds(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.endswith("/seconds")}
+
+
+def test_metric_names_in_the_order_they_are_logged():
+    result = _evaluate()
+    ddpm, para = result.samplers
+    assert list(result.metrics) == [
+        *(f"eval/ddpm/{k}" for k in ("mmd", "num_samples", "nfe", "passes", "seconds")),
+        *(f"eval/para_ddpm/{k}" for k in ("mmd", "num_samples", "nfe", "passes", "seconds")),
+        "eval/para_ddpm/passes_to_threshold",
+        "eval/para_ddpm/nfe_to_threshold",
+        "eval/normal_mmd",
+    ]
+    assert ddpm.curve is None and not ddpm.parallel and para.parallel
+    assert para.curve[-1]["mmd"] == pytest.approx(para.scores["mmd"])  # the last pass is the result
+    hit = para.threshold_hit
+    assert hit["mmd"] <= 3e-3 and all(c["mmd"] > 3e-3 for c in para.curve[: hit["pass"] - 1])
+    # the same noise: within the Picard tolerance of each other (another seed would be O(1) away)
+    assert float((para.samples - ddpm.samples).abs().max()) < 0.05
+    assert result.metrics["eval/normal_mmd"] > 10 * abs(ddpm.scores["mmd"])
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_give_the_metrics_of_one_process(world):
+    one = _evaluate()
+    for result in ThreadedRanks(world).run(lambda ranks: _evaluate(ranks)):
+        metrics = _without_seconds(result.metrics)
+        # no per-pass curve (a pass holds one rank's share), so no passes_to_threshold either
+        expected = {k: v for k, v in _without_seconds(one.metrics).items() if "threshold" not in k}
+        assert metrics == pytest.approx(expected, rel=1e-12)
+        assert result.curves == {}
+        for a, b in zip(result.samplers, one.samples.values(), strict=True):
+            torch.testing.assert_close(a.samples, b, rtol=0, atol=0)
+
+
+def test_batches_give_the_same_metrics_without_curves():
+    one, batched = _evaluate(), _evaluate(batch_size=40)
+    assert _without_seconds(batched.metrics) == pytest.approx(
+        {k: v for k, v in _without_seconds(one.metrics).items() if "threshold" not in k}, rel=1e-12
+    )
+
+
+def test_write_outputs_leaves_plots_and_curves(tmp_path):
+    result = _evaluate()
+    plots = write_outputs(result, tmp_path, step=7, reference=REFERENCE)
+    assert list(plots) == ["eval/ddpm/samples", "eval/para_ddpm/samples", "eval/para_ddpm/mmd_per_pass"]
+    for path in plots.values():
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    assert plots["eval/ddpm/samples"] == tmp_path / "plots" / "samples_ddpm_step000007.png"
+    saved = json.loads((tmp_path / "eval" / "para_ddpm_passes_step000007.json").read_text())
+    assert saved == {
+        "sampler": "para_ddpm",
+        "step": 7,
+        "threshold": 3e-3,
+        "passes": result.curves["para_ddpm"],
+    }
+
+
+def test_a_record_names_its_metrics():
+    record = SamplerResult("heun", torch.zeros(3, 2), {"mmd": 0.5, "num_samples": 3}, 35.0, 18, 1.25)
+    assert record.metrics == {
+        "eval/heun/mmd": 0.5,
+        "eval/heun/num_samples": 3,
+        "eval/heun/nfe": 35.0,
+        "eval/heun/passes": 18,
+        "eval/heun/seconds": 1.25,
+    }
