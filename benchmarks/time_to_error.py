@@ -6,7 +6,8 @@
 
 Each case is run as a user runs it (a new interpreter, W&B offline, in an empty folder), `--repeats`
 times per tree, alternating the trees so both see the same load; the table gives the median wall time
-(min-max), the ratio, and whether a run folder or W&B run was left behind. `--before DIR` is the root
+(min-max), the ratio, and whether a run folder or W&B run was left behind; it exits 1 when this tree does not
+refuse a case (exit status 1) or leaves something behind. `--before DIR` is the root
 of another checkout (e.g. `git archive <commit> | tar -x -C DIR`); its ctdm is imported from there.
 The machine's load average is printed: on a shared machine the times scale with it.
 """
@@ -102,6 +103,9 @@ def main(argv=None) -> None:
         floor.append(time.perf_counter() - start)
     print(f"`python -c 'import torch'` alone: median {statistics.median(floor):.2f} s")
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    wrong = [case for case in args.cases if left[case, "this"] != "nothing"]
+    if wrong:  # this tree must refuse every case (exit 1) and leave nothing behind
+        sys.exit("not refused cleanly here: " + ", ".join(f"{c} ({left[c, 'this']})" for c in wrong))
 
 
 if __name__ == "__main__":

@@ -61,25 +61,39 @@ def check_files(cfg: DictConfig) -> None:
 
 def check_fid_files(fid) -> None:
     """The FID extractor's weights (InceptionV3: eval.fid.weights_path, the torch.hub cache, or a download
-    when online; TorchScriptInception: its file) and eval.fid.ref_stats, without building the network."""
-    from ctdm.metrics import features
+    when online; TorchScriptInception: its file) and eval.fid.ref_stats, without building the network. A
+    file the config names is checked without torch; only finding the default (the torch.hub cache, the
+    extractor's class) loads it."""
+    from ctdm.metrics import weights
 
     ref_stats = fid.get("ref_stats")
     if ref_stats is not None and not Path(str(ref_stats)).expanduser().is_file():
         raise FileNotFoundError(f"eval.fid.ref_stats={str(ref_stats)!r}: no such file {_missing(ref_stats)}.")
     extractor = fid.get("extractor") or {}
+    if extractor.get("weights_path") is not None:  # InceptionV3's file
+        weights.resolve_inception_weights(extractor.weights_path)
+        return
+    if extractor.get("path") is not None:  # TorchScriptInception's file
+        _torchscript_file(weights, extractor.path)
+        return
+    from ctdm.metrics import features
+
     target = extractor.get("_target_")
     try:
         cls = get_object(target) if isinstance(target, str) else None
     except Exception:  # an unknown class fails with Hydra's own message when the extractor is built
         return
     if isinstance(cls, type) and issubclass(cls, features.InceptionV3):
-        features.resolve_inception_weights(extractor.get("weights_path"))
+        weights.resolve_inception_weights(None)
     elif isinstance(cls, type) and issubclass(cls, features.TorchScriptInception):
-        try:
-            features.torchscript_file(extractor.get("path"))
-        except ValueError as err:
-            raise ValueError(f"eval.fid.extractor.path: {err}") from None
+        _torchscript_file(weights, None)
+
+
+def _torchscript_file(weights, path) -> None:
+    try:
+        weights.torchscript_file(path)
+    except ValueError as err:
+        raise ValueError(f"eval.fid.extractor.path: {err}") from None
 
 
 def _choice(group: str) -> str | None:

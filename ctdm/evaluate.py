@@ -162,7 +162,10 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     # Recompose the checkpoint's config groups before Hydra parses the command line, so overrides of
-    # their keys (data.root=...) apply to the groups the model was trained with.
+    # their keys (data.root=...) apply to the groups the model was trained with. Through argv rather than
+    # Hydra's compose API on the run's .hydra folder: the choices travel inside the checkpoint (a copied or
+    # downloaded checkpoint has no run folder), and @hydra.main reads overrides only from the command line,
+    # while composing outside it would lose -m sweeps over checkpoints, the run folder and its logging.
     sys.argv[1:] = stored_group_choices(sys.argv[1:]) + sys.argv[1:]
     _main()
 

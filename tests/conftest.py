@@ -42,6 +42,16 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def call_time_cache(tmp_path_factory):
+    """The parallel sampler's measured call times (ctdm.samplers.throughput) go to a temporary folder,
+    never the user's ~/.cache/ctdm, in this process and the CLI subprocesses it starts."""
+    folder = tmp_path_factory.mktemp("ctdm_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CTDM_CACHE_DIR", str(folder))
+        yield folder
+
+
 def compose_config(overrides: list[str], output_dir: Path):
     """The composed run config with hydra's own node set, and paths.output_dir pointed at a temp dir."""
     GlobalHydra.instance().clear()

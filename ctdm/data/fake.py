@@ -3,6 +3,7 @@
     python -m ctdm.data.fake cifar10 DIR       # then data=cifar10 data.root=DIR data.check_integrity=false
     python -m ctdm.data.fake mnist DIR         # then data=mnist data.root=DIR
     python -m ctdm.data.fake image_folder DIR  # then data=image_folder data.root=DIR data.resolution=20
+                                               #      data.val_size=4
 
 The real files cannot be fetched everywhere (no network on clusters or in CI); these writers make
 small look-alikes so the real loading code runs unchanged: torchvision's CIFAR-10 python pickles
@@ -76,7 +77,10 @@ def write_image_folder(
 KINDS = {
     "cifar10": (write_cifar10, "data=cifar10 data.root=DIR data.check_integrity=false"),
     "mnist": (write_mnist, "data=mnist data.root=DIR"),
-    "image_folder": (write_image_folder, "data=image_folder data.root=DIR data.resolution=20"),
+    "image_folder": (
+        write_image_folder,
+        "data=image_folder data.root=DIR data.resolution=20 data.val_size=4",  # of its 12 images
+    ),
 }
 
 

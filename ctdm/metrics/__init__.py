@@ -1,7 +1,7 @@
 """Sample-quality metrics (Lightning-free): MMD for low-dimensional data, FID and KID for images.
 
-The names load on first use (PEP 562), so `ctdm.metrics.features` (where the FID weights are found) imports
-without torchmetrics: the entry points check the weights before any heavy library loads (ctdm.cli).
+The names load on first use (PEP 562), so `ctdm.metrics.weights` (where the FID weights are found) imports
+without torch: the entry points check a named weights file before any heavy library loads (ctdm.cli).
 """
 
 from ctdm._lazy import lazy_exports

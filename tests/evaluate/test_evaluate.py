@@ -140,7 +140,8 @@ BAD = [
     ("missing checkpoint", ["ckpt_path={files}/missing.ckpt"], ["missing.ckpt", "no such file"]),
     ("truncated checkpoint", ["ckpt_path={files}/truncated.ckpt"], ["truncated.ckpt", "truncated"]),
     ("config-less checkpoint", ["ckpt_path={files}/no_config.ckpt"], ["no_config.ckpt", "ctdm_config"]),
-    (  # (missing FID weights are found first, before the evaluation is built: a feature network that needs none)
+    # missing FID weights are found first, before the evaluation is built: a feature network that needs none
+    (
         "fewer than 2 samples",
         ["ckpt_path={ckpt}", "eval/fid/extractor=random", "eval.num_samples=1"],
         ["num_samples", ">= 2", "1"],
