@@ -76,6 +76,9 @@ def collect(source: Path, results: Path = RESULTS) -> list[Path]:
                 (target / path.relative_to(job)).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target / path.relative_to(job))
         copied.append(target)
+    if (source / "exact_nfe.json").is_file():  # the exact denoiser through the few-step samplers
+        results.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / "exact_nfe.json", results / "exact_nfe.json")
     return copied
 
 
