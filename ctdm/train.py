@@ -7,17 +7,21 @@ short summary.
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from ctdm.build import build_callbacks, build_module, build_run
-from ctdm.callbacks import SampleEvaluation
-from ctdm.checkpoint import check_network, load_checkpoint
-from ctdm.config import check_config, check_optimized_metric, user_errors
+from ctdm import run_folder
+from ctdm.build import build_callbacks, build_module, build_run, check_before_fit, resolved_config
+from ctdm.callbacks import Preempted, Preemption, SampleEvaluation, checkpoint_paths
+from ctdm.checkpoint import check_network, check_resume, load_checkpoint, requeued_checkpoint
+from ctdm.config import check_config, check_finite_metrics, check_optimized_metric, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +31,21 @@ def train(cfg: DictConfig) -> dict:
 
     Everything a user can get wrong is checked first, in this order, before any data is read:
     the config's values, the objects built from it (each class checks its own arguments), the
-    checkpoint to resume from.
+    checkpoint to resume from. The run folder is locked for the run (ctdm.run_folder).
     """
+    run_folder.hold(cfg.paths.output_dir, run_folder.output_dir_key())
+    try:
+        return _train(cfg)
+    finally:
+        run_folder.release(cfg.paths.output_dir)
+
+
+def _train(cfg: DictConfig) -> dict:
     (Path(cfg.paths.output_dir) / "summary.json").unlink(missing_ok=True)  # only this run's may exist
     check_config(cfg)
+    if cfg.get("ckpt_path") is None and (requeued := requeued_checkpoint(cfg.paths.output_dir)):
+        log.warning("Requeued SLURM job %s: resuming from %s", os.environ.get("SLURM_JOB_ID"), requeued)
+        cfg.ckpt_path = str(requeued)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -38,6 +53,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("ckpt_path") is not None:
         checkpoint = load_checkpoint(cfg.ckpt_path)
         check_network(checkpoint, model, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
+        check_resume(checkpoint, resolved_config(cfg), _choices(), cfg.ckpt_path, cfg.resume_changes)
         _continue_wandb_run(cfg, checkpoint)
         del checkpoint  # Lightning reads it again in fit
     callbacks = build_callbacks(cfg)
@@ -49,29 +65,43 @@ def train(cfg: DictConfig) -> dict:
     # The training order and noise depend on (seed, step, rank) alone, so a resumed run replays them.
     seed = cfg.seed if cfg.get("seed") is not None else torch.initial_seed()
     model.noise_seed = datamodule.shuffle_seed = seed
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    check_before_fit(cfg, run)  # the optimizer and the evaluation's memory, before any step
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:
+        saved = next((c.saved for c in callbacks if isinstance(c, Preemption)), None)
+        raise Preempted(trainer.global_step, saved, _resume_command()) from None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     for callback in callbacks:
         if isinstance(callback, SampleEvaluation):
             metrics.update(callback.results)
+    check_finite_metrics(metrics, cfg.paths.output_dir)
     check_optimized_metric(cfg.get("optimized_metric"), metrics)
     plots = [str(p) for c in callbacks if isinstance(c, SampleEvaluation) for p in c.plots.values()]
-    checkpoints = [c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)]
-    # The one that monitors a metric keeps the best; the one that does not, the latest (callbacks/).
-    best = next((c.best_model_path for c in checkpoints if c.monitor), None)
-    last = next((c.best_model_path or c.last_model_path for c in checkpoints if not c.monitor), None)
+    last, best = checkpoint_paths(callbacks, cfg.paths.output_dir)  # this run's own files only
     summary = {
         "output_dir": str(cfg.paths.output_dir),
         "global_step": trainer.global_step,
         "metrics": metrics,
         "plots": plots,
-        "last_checkpoint": last or next((c.last_model_path for c in checkpoints if c.last_model_path), None),
+        "last_checkpoint": last,
         "best_checkpoint": best,
     }
     if trainer.is_global_zero:
         _write_summary(summary)
     return summary
+
+
+def _choices() -> dict | None:
+    return OmegaConf.to_container(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else None
+
+
+def _resume_command() -> str:
+    """`python -m ctdm.train <this run's overrides>` without its ckpt_path: the command that resumes it."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    kept = [o for o in overrides if not o.startswith("ckpt_path=")]
+    return " ".join(["python -m ctdm.train", *kept])
 
 
 def _continue_wandb_run(cfg: DictConfig, checkpoint: dict) -> None:
@@ -104,7 +134,8 @@ def _write_summary(summary: dict) -> None:
     if "eval/normal_mmd" in m:
         lines.append(f"  eval/normal_mmd (standard-normal baseline): {m['eval/normal_mmd']:.3e}")
     lines += [f"  plot: {p}" for p in summary["plots"]]
-    lines.append(f"  checkpoints: {summary['last_checkpoint']} (last), {summary['best_checkpoint']} (best)")
+    best = summary["best_checkpoint"] or "none written by this run"
+    lines.append(f"  checkpoints: {summary['last_checkpoint']} (last), {best} (best)")
     print("\n".join(lines), flush=True)
 
 

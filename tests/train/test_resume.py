@@ -1,4 +1,5 @@
-"""Exact resume: N steps straight equal N/2 steps, a SIGTERM, and N/2 more from last.ckpt.
+"""Exact resume: N steps straight equal N/2 steps, a SIGTERM (or a first run of N/2 steps, whose last.ckpt
+is its final step, between validations), and N/2 more from last.ckpt.
 
 A tiny 2-D run (EMA on, cosine learning rate, 5 batches per epoch so the stop falls mid-epoch) is
 compared on everything a resume restores: raw and EMA weights, Adam's moments, the learning-rate
@@ -13,6 +14,7 @@ import pytest
 import torch
 from conftest import compose_config
 
+from ctdm.callbacks import PREEMPTED_EXIT_CODE
 from ctdm.train import train
 
 STEPS, STOP = 12, 6
@@ -48,16 +50,26 @@ def _tensors(tree) -> list[torch.Tensor]:
     return []
 
 
-def test_stop_and_resume_equals_a_straight_run(tmp_path):
+@pytest.mark.parametrize("first_part", ["signal", "max_steps"])
+def test_stop_and_resume_equals_a_straight_run(first_part, tmp_path):
     straight = _train([], tmp_path / "straight")
 
-    stop = ["+callbacks.stop._target_=helpers.SignalAtStep", f"+callbacks.stop.step={STOP}"]
-    with pytest.raises(SystemExit):
-        _train(stop, tmp_path / "first")
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    if first_part == "signal":
+        stop = ["+callbacks.stop._target_=helpers.SignalAtStep", f"+callbacks.stop.step={STOP}"]
+        with pytest.raises(SystemExit) as stopped:
+            _train(stop, tmp_path / "first")
+        assert stopped.value.code == PREEMPTED_EXIT_CODE  # not 0: schedulers must not count it as done
+        assert not (tmp_path / "first" / "summary.json").exists()  # a stopped run did not finish
+    else:  # a finished run of STOP steps: no validation (every STEPS), so last.ckpt is the final-step save
+        schedule = f"model.lr_scheduler.T_max={STEPS}"  # the cosine of the whole run, as resuming needs
+        summary = _train([f"trainer.max_steps={STOP}", schedule], tmp_path / "first")
+        assert summary["last_checkpoint"] == str(last) and summary["best_checkpoint"] is None
     assert torch.load(last, weights_only=False)["global_step"] == STOP
-    assert not (tmp_path / "first" / "summary.json").exists()  # a stopped run did not finish
     resumed = _train([f"ckpt_path={last}"], tmp_path / "resumed")
+    # The resumed run names its own files, not the first run's.
+    assert resumed["last_checkpoint"] == str(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert resumed["best_checkpoint"].startswith(str(tmp_path / "resumed"))
 
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
