@@ -216,7 +216,8 @@ class TooManySkippedSteps(ValueError):
             f"model.max_skipped_fraction={fraction}: {skipped} of the steps up to step {step} had a "
             f"non-finite loss and were skipped (model.skip_nonfinite=true), more than {fraction:g} x "
             f"trainer.max_steps={max_steps} allows, so the run cannot give a trustworthy model. Lower the "
-            "learning rate (model.optimizer.lr), check the data for NaN or inf, or raise model.max_skipped_fraction."
+            "learning rate (model.optimizer.lr), check the data for NaN or inf, or raise "
+            "model.max_skipped_fraction."
         )
 
 
