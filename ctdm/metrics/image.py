@@ -295,10 +295,20 @@ class ImageMetrics(nn.Module):
     def load_real(self, path: str | Path) -> None:
         """Use the real features cached in `path` (a `save_real` file) as the reference."""
         path = Path(path)
-        with np.load(path) as data:
-            if "features" not in data.files:
-                raise ValueError(f"Real-feature cache {path} has no 'features' array (found {data.files}).")
-            f = torch.from_numpy(data["features"]).float()
+        try:
+            with np.load(path) as data:
+                if "features" not in data.files:
+                    raise ValueError(
+                        f"Real-feature cache {path} has no 'features' array (found {data.files})."
+                    )
+                f = torch.from_numpy(data["features"]).float()
+        except (OSError, EOFError, KeyError, ValueError) as err:  # truncated, or not an npz at all
+            if str(path) in str(err):
+                raise
+            raise ValueError(
+                f"Real-feature cache {path} is not readable ({type(err).__name__}: {err}); it is a cache "
+                "(eval.fid.cache_dir): delete it and the features are computed again."
+            ) from None
         if f.ndim != 2 or f.shape[1] != self.extractor.num_features:
             raise ValueError(
                 f"Real-feature cache {path}: 'features' has shape {tuple(f.shape)}, expected "
