@@ -114,7 +114,7 @@ def test_dino_reads_the_full_dozen_format(tmp_path):
         ("a\tb\n1\t2\n", r"header \['a', 'b'\] must name columns 'x' and 'y'"),
         ("x\n1\n2\n", r"must name columns 'x' and 'y'"),
         ("x\ty\n1\t2\n3\tabc\n", r"line 3: expected finite numbers in columns x and y, got '3\\tabc'"),
-        ("x\ty\n1\t2\n3\n", r"line 3: expected numbers"),
+        ("x\ty\n1\t2\n3\n", r"line 3: expected finite numbers"),
         ("x\ty\n", "has no data rows"),
         ("", "must name columns"),
     ],
