@@ -135,7 +135,7 @@ def check_before_fit(cfg: DictConfig, run: Run) -> None:
     for callback in run.callbacks:
         check_memory = getattr(callback, "check_memory", None)
         if check_memory is not None:
-            check_memory(run.datamodule)
+            check_memory(run.module, run.datamodule, run.trainer)
 
 
 def _target(node) -> str:
