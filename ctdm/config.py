@@ -140,6 +140,14 @@ def check_config(cfg: DictConfig) -> None:
             "steps (the cosine LR schedule's T_max and the evaluation schedule follow it), so it must be "
             "an integer >= 1; Lightning's -1 (no limit) is not supported."
         )
+    interval = cfg.trainer.get("val_check_interval")
+    if interval is not None and (
+        isinstance(interval, bool) or not isinstance(interval, int | float) or not 0 < interval < math.inf
+    ):
+        raise ValueError(
+            f"trainer.val_check_interval={interval!r}: validate (and checkpoint) every this many steps, an "
+            "integer >= 1, or a fraction of an epoch in (0, 1]; null validates once per epoch."
+        )
     batch = keys.data.batch_size
     if batch < 1:
         raise ValueError(f"data.batch_size={batch}: the global batch size must be an integer >= 1.")
@@ -289,6 +297,8 @@ def user_errors(cfg: DictConfig):
     except _user_errors() as err:
         if not run_folder.remove_failed_run(cfg.paths.output_dir):
             run_folder.release_all(cfg.paths.output_dir)
+        else:
+            run_folder.remove_failed_sweep()
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(

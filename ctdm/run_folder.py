@@ -35,7 +35,7 @@ from hydra.experimental.callback import Callback
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".ctdm.lock"
-HYDRA_FILES = {".hydra", LOCK_NAME}  # and <job name>.log: what Hydra writes before a task starts
+HYDRA_FILES = {".hydra", "multirun.yaml", LOCK_NAME}  # and <job name>.log: Hydra's before a task starts
 
 
 class RunFolderError(ValueError):
@@ -63,7 +63,10 @@ def _only_hydra_files(folder: Path) -> bool:
 
 def hold(folder: str | Path, key: str = "paths.output_dir") -> bool:
     """Take the run folder's lock (making the folder), or fail naming the run that holds it; returns
-    whether the folder is fresh. Re-entrant in one process: call `release` once per `hold`."""
+    whether the folder is fresh. Re-entrant in one process: call `release` once per `hold`. DDP's other
+    ranks take nothing: the launching process holds the folder for them (returns False)."""
+    if not is_launching_process():
+        return False
     folder = Path(folder).expanduser().absolute()
     if folder in _held:
         _held[folder].count += 1
@@ -156,7 +159,7 @@ def remove_failed_run(folder: str | Path) -> bool:
     weights are kept); without the lock (a direct call), when it holds nothing but Hydra's files.
     Returns whether it was removed."""
     folder = Path(folder).expanduser().absolute()
-    if not folder.is_dir():
+    if not folder.is_dir() or not is_launching_process():  # the launching process decides, not rank 1
         return False
     fresh = is_fresh(folder)
     if fresh is None:
@@ -166,6 +169,20 @@ def remove_failed_run(folder: str | Path) -> bool:
     release_all(folder)
     shutil.rmtree(folder, ignore_errors=True)
     return True
+
+
+def remove_failed_sweep() -> bool:
+    """Under -m, after a job failed (which ends the sweep): the sweep folder goes too when this process
+    made it and it holds nothing but Hydra's files (the failed job's folder already went; another job's
+    folder keeps it)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode is None:
+        return False
+    if HydraConfig.get().mode.name != "MULTIRUN":
+        return False
+    folder = Path(HydraConfig.get().sweep.dir).expanduser().absolute()
+    if not folder.is_dir() or not _only_hydra_files(folder):
+        return False
+    return remove_failed_run(folder)
 
 
 @atexit.register  # a run that exits early (an error, a signal) gives its locks back too
