@@ -71,6 +71,7 @@ def write_image_files(folder):
 
 
 IMAGES = ["data=image_folder", "data.resolution=16", "data.val_size=2"]  # over the fake 8x8 images
+NAN_AT_STEP_1 = ["loss.mse._target_=helpers.NaNAtCall", "+loss.mse.nan_call=1"]  # the 2nd loss call
 LONGER = ["trainer.max_steps=8", "model.lr_scheduler.T_max=4"]  # past its 4 steps, on its schedule
 
 # (id, arguments, words the paragraph must hold). {files}: a folder of prepared bad files; {ckpt}: the
@@ -189,6 +190,18 @@ CASES = [
         ["ckpt_path={ckpt}", *LONGER, "resume_changes=[nonsense]"],
         ["resume_changes", "nonsense"],
     ),
+    # Faults during training: a NaN loss stops the run at its step; skipping it counts against a bound
+    ("NaN loss", [*NAN_AT_STEP_1], ["step 1", "mse = nan", "model.skip_nonfinite=true"]),
+    (
+        "too many skipped steps",
+        [*NAN_AT_STEP_1, "model.skip_nonfinite=true"],
+        ["model.max_skipped_fraction=0.01", "step 1"],
+    ),
+    (
+        "non-finite final metrics",  # the validation after the 4 steps is NaN
+        [*NAN_AT_STEP_1[:1], "+loss.mse.nan_call=4"],
+        ["non-finite metrics", "val/loss=nan", "no summary.json"],
+    ),
     # The sample evaluation: refused before training, with the estimate
     (
         "evaluation too large for memory",
@@ -221,6 +234,7 @@ EVALUATE_CASES = [
         ["eval.num_samples=1000000000000", "GiB", "eval.batch_size"],
     ),
 ]
+TRAINED = {"misspelt optimized_metric", "non-finite final metrics"}  # these fail after fit
 TABLE = [("train", *case) for case in CASES] + [("evaluate", *case) for case in EVALUATE_CASES]
 
 
@@ -269,7 +283,9 @@ def test_bad_input_fails_with_one_paragraph(
         # (the options and search path Hydra lists are tab-indented, one per line)
         assert len([line for line in err.strip().splitlines() if not line.startswith("\t")]) <= 8, err
     assert not list(out.rglob("summary.json"))
-    if case != "misspelt optimized_metric":  # that one trained: its checkpoints stay
+    if case in TRAINED:  # failed after training: the folder stays for its checkpoints
+        assert (out / "checkpoints" / "last.ckpt").is_file()
+    else:
         assert not out.exists(), sorted(p.name for p in out.iterdir())
     assert (smoke_run / "checkpoints" / "last.ckpt").is_file()  # a refused resume leaves its source
 

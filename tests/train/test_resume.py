@@ -8,11 +8,12 @@ order and the training noise) and the final sample evaluation.
 """
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, run_cli
 
 from ctdm.callbacks import PREEMPTED_EXIT_CODE
 from ctdm.train import train
@@ -119,3 +120,15 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
     finally:
         wandb.finish()
     assert run_ids(tmp_path / "resumed") == first_id
+
+
+@pytest.mark.slow
+def test_resume_changes_lets_a_resume_go_on_with_other_data(smoke_run, tmp_path):
+    """The refusal of another data choice (tests/config/test_bad_inputs.py) has its explicit override."""
+    out = tmp_path / "moons"
+    last = smoke_run / "checkpoints" / "last.ckpt"
+    args = ["debug=smoke", "logger=csv", f"ckpt_path={last}", "trainer.max_steps=8"]
+    args += ["model.lr_scheduler.T_max=4", "data=moons", "resume_changes=[data]", f"hydra.run.dir={out}"]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["global_step"] == 8
