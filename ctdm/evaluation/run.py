@@ -57,7 +57,7 @@ def evaluate_samplers(
     results = []
     for sampler in samplers:
         parallel = getattr(sampler, "parallel", False)
-        stats = Generation(torch.empty(0), 0.0, 0, 0.0)
+        stats = Generation(torch.empty(0, device=device), 0.0, 0, 0.0)  # gather_stats sends from its device
         chunks = generate_chunks(
             sampler,
             denoiser,
