@@ -13,10 +13,21 @@ its window, on 1000 steps of a 3x32x32 shape with a trivial eps_fn, beside the f
 `--gpu-compare`: instead, ParaDDPM (windows 32 and 1000) against sequential DDPM on the CIFAR-10-size
 UNet (unet_cifar's sizes, random weights: the wall clock of the same work, not sample quality), batch
 64, in one run on the best device here, naming it, with the peak GPU memory of each.
+`--wallclock`: sequential DDPM against ParaDDPM (full window, window=auto, or --*-windows) on trained
+models: the default eight-Gaussian model and a dino model (the default MLP, --train-steps each), and a
+digits UNet (unet_small, --digits-train-steps), at several batch sizes, each pair timed side by side
+(interleaved, --repeats, medians), with passes, NFE, the bare network on the same calls (overhead =
+wall / bare), the largest difference from the sequential samples and MMD^2 (2-D: against fresh data;
+digits: pixels, median heuristic, against the held-out digits). It prints each model's measured call
+times, the solver's own time per pass and the batches at which window=auto picks each window (the
+crossover). `--small` is the seconds-long version the test suite runs; `--threads 1` avoids a shared
+CPU's thread waits.
 Usage: python benchmarks/sampling.py [--train-steps 3000] [--samples 2000] [--steps 1000] [--profile]
        python benchmarks/sampling.py --memory-only
        python benchmarks/sampling.py --gpu-compare [--steps 1000] [--batch 64] [--windows 32 1000]
            [--max-passes 20] [--max-batch 2048] [--width 128]   (CPU check: --steps 20 --batch 2 --width 8)
+       python benchmarks/sampling.py --wallclock [--threads 1] [--repeats 3] [--batches 1 4 16 64 2000]
+           [--models eight_gaussians dino digits] [--digits-batches 1 4 16 64] [--small]
 """
 
 import argparse
@@ -39,11 +50,11 @@ from ctdm.samplers.memory import TensorMemory
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def trained_model(train_steps: int, ckpt: str | None):
+def trained_model(train_steps: int, ckpt: str | None, overrides: tuple[str, ...] = ()):
     if ckpt:
         return load_module(ckpt, key="--ckpt"), f"loaded {ckpt}"
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"trainer.max_steps={train_steps}"])
+        cfg = compose(config_name="config", overrides=[f"trainer.max_steps={train_steps}", *overrides])
     model = build_module(cfg)
     torch.manual_seed(0)
     datamodule = build_data(cfg)
@@ -84,9 +95,10 @@ class Recorder:
 
 
 @torch.no_grad()
-def bare_forward_seconds(eps_fn, sizes: list[int], dim: int) -> float:
+def bare_forward_seconds(eps_fn, sizes: list[int], dim: int | tuple[int, ...]) -> float:
     """Time of eps_fn alone on the recorded batch sizes (inputs prepared beforehand)."""
-    inputs = {n: (torch.randn(n, dim), torch.empty(n).uniform_(-10, 10)) for n in set(sizes)}
+    shape = (dim,) if isinstance(dim, int) else tuple(dim)
+    inputs = {n: (torch.randn(n, *shape), torch.empty(n).uniform_(-10, 10)) for n in set(sizes)}
     start = time.perf_counter()
     for n in sizes:
         eps_fn(*inputs[n])
@@ -199,6 +211,164 @@ def gpu_compare(args):
     )
 
 
+class CallLog(torch.nn.Module):
+    """The network with a record of the rows of every call (to replay the bare network on the same
+    calls). An nn.Module, so the sampler's measured call times are cached for it like for the net."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.sizes = net, []
+
+    def eps(self, z, logsnr):
+        self.sizes.append(len(z))
+        return self.net.eps(z, logsnr)
+
+
+# The trained models --wallclock compares on: name -> config overrides (the default model is the first).
+WALLCLOCK_MODELS = {
+    "eight_gaussians": (),
+    "dino": ("data=dino",),
+    "digits": ("data=digits", "callbacks=default"),
+}
+
+
+def wallclock_model(name: str, train_steps: int, small: bool):
+    """(network, sample shape, reference samples, MMD bandwidth, how it was made) for one model."""
+    overrides = WALLCLOCK_MODELS[name] + (("model.net.width=8",) if small and name == "digits" else ())
+    torch.manual_seed(0)
+    model, how = trained_model(train_steps, None, overrides)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    datamodule = build_data(cfg)
+    datamodule.setup("fit")
+    if datamodule.law is not None:  # the exact law: a fresh reference, kernel width as in eval
+        reference = datamodule.law.sample(2000, torch.Generator().manual_seed(12345))
+        bandwidth = 0.1
+    else:  # images: the held-out set, median heuristic (pixels)
+        reference = datamodule.x_val.flatten(1)
+        bandwidth = "median"
+    return model.parameterization.eval(), tuple(datamodule.shape), reference, bandwidth, how
+
+
+def _median(values):
+    return float(torch.tensor(values, dtype=torch.float64).median())
+
+
+@torch.no_grad()
+def wallclock_rows(net, shape, batch, samplers, repeats):
+    """Run every sampler `repeats` times interleaved (sequential first each round), each followed by
+    the bare network on the same calls; medians of wall time, paired speed-up and overhead."""
+    log_net, seeds = CallLog(net), torch.arange(batch)
+    results = {label: {"wall": [], "bare": [], "speedup": []} for label, _ in samplers}
+    for label, sampler in samplers:  # warm-up: measures call times (cached), records the calls
+        log_net.sizes.clear()
+        samples, stats = sampler(log_net, shape, seeds)
+        results[label].update(samples=samples, stats=stats, sizes=list(log_net.sizes))
+    for _ in range(repeats):
+        for label, sampler in samplers:
+            start = time.perf_counter()
+            sampler(log_net, shape, seeds)
+            results[label]["wall"].append(time.perf_counter() - start)
+            results[label]["bare"].append(bare_forward_seconds(net.eps, results[label]["sizes"], shape))
+        sequential_wall = results[samplers[0][0]]["wall"][-1]
+        for label, _ in samplers:
+            results[label]["speedup"].append(sequential_wall / results[label]["wall"][-1])
+    return results
+
+
+def crossover(times, steps: int, chunk: int, overheads: tuple[float, float]) -> str:
+    """The batch sizes (powers of 2) at which window=auto picks each window, up to where it picks 1."""
+    picks, batch = [], 1
+    while batch <= 1 << 16:
+        window = times.auto_window(batch, steps, chunk, *overheads)
+        picks.append(f"{batch}:{window}")
+        if window == 1:
+            break
+        batch *= 2
+    return " ".join(picks)
+
+
+def _window(option: str):
+    """A --*-windows option: full (every step), auto, or a number."""
+    return None if option == "full" else option if option == "auto" else int(option)
+
+
+def wallclock(args):
+    """Sequential DDPM against ParaDDPM on trained models: wall clock, passes, NFE and MMD side by side."""
+    from ctdm.samplers.parallel import bookkeeping_seconds
+    from ctdm.samplers.throughput import call_times, default_memory_budget
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    print(
+        f"wall clock, sequential DDPM vs ParaDDPM (tolerance {args.tolerance}), median of {args.repeats} "
+        f"interleaved repeats; torch threads {torch.get_num_threads()}, load average {load_before[0]:.1f} "
+        f"(1 min) {load_before[1]:.1f} (5 min) on {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    header = (
+        f"{'model':<15} {'batch':>5} {'sampler':<16} {'window':>6} {'rows/call':>9} {'passes':>6} {'NFE':>7} "
+        f"{'wall s':>8} {'speed-up':>8} {'bare s':>8} {'overhead':>8} {'max|d|':>8} {'MMD^2':>9}"
+    )
+    for name in args.models:
+        steps_to_train = args.digits_train_steps if name == "digits" else args.train_steps
+        net, shape, reference, bandwidth, how = wallclock_model(name, steps_to_train, args.small)
+        steps = args.digits_steps if name == "digits" else args.steps
+        batches = args.digits_batches if name == "digits" else args.batches
+        windows = args.digits_windows if name == "digits" else args.wallclock_windows
+        sequential = DDPMSampler(steps=steps)
+        samplers = [(f"ddpm {steps}", sequential)] + [
+            (
+                f"para_ddpm {window}",
+                ParallelSampler(sequential, window=_window(window), tolerance=args.tolerance),
+            )
+            for window in windows
+        ]
+        times = call_times(CallLog(net).eps, CallLog(net), shape)
+        chunk = times.rows_per_call(default_memory_budget("cpu"))
+        overheads = bookkeeping_seconds(sequential, shape, "cpu", torch.float32)
+        print(
+            f"\n{name}: {how}; {steps} steps; call times on {times.device}: {chunk} rows per call (best "
+            f"throughput), saturation at {times.saturation_rows()} rows, "
+            f"{' '.join(f'{r}:{t * 1e3:.2f}' for r, t in zip(times.rows, times.seconds, strict=True))} "
+            f"(rows:ms); solver {overheads[0] * 1e3:.2f} ms a pass, sequential loop {overheads[1] * 1e3:.3f} "
+            f"ms a step besides the network; window=auto picks (batch:window) "
+            f"{crossover(times, steps, chunk, overheads)}",
+            flush=True,
+        )
+        print(header)
+        for batch in batches:
+            results = wallclock_rows(net, shape, batch, samplers, args.repeats)
+            sequential_samples = results[samplers[0][0]]["samples"]
+            for label, _ in samplers:
+                r, stats = results[label], results[label]["stats"]
+                is_parallel = label != samplers[0][0]
+                quality = (
+                    f"{float(mmd2(r['samples'].flatten(1), reference, bandwidth)):>9.2e}"
+                    if batch >= args.mmd_min
+                    else f"{'-':>9}"
+                )
+                diff = float((r["samples"] - sequential_samples).abs().max())
+                window = stats.extra.get("window", "-") if is_parallel else "-"
+                chunk_used = (stats.extra.get("max_batch") or "all") if is_parallel else "-"
+                print(
+                    f"{name:<15} {batch:>5} {label:<16} {window:>6} {chunk_used:>9} {stats.passes:>6} "
+                    f"{stats.nfe:>7.0f} {_median(r['wall']):>8.3f} {_median(r['speedup']):>8.2f} "
+                    f"{_median(r['bare']):>8.3f} "
+                    f"{_median([w / b for w, b in zip(r['wall'], r['bare'], strict=True)]):>8.2f} "
+                    f"{diff:>8.1e} {quality}",
+                    flush=True,
+                )
+    load_after = os.getloadavg()
+    print(
+        f"\nload average at the end {load_after[0]:.1f} (1 min) {load_after[1]:.1f} (5 min). speed-up: the "
+        "sequential sampler's wall time over this one's, paired per repeat; bare s: the network alone on the "
+        "same calls; overhead = wall / bare; max|d|: largest difference from the sequential samples (same "
+        f"seeds); MMD^2 against {len(reference)} reference points (batches >= {args.mmd_min})."
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-steps", type=int, default=3000)
@@ -217,8 +387,27 @@ def main():
     parser.add_argument("--width", type=int, default=128, help="--gpu-compare: UNet width (128: unet_cifar)")
     parser.add_argument("--max-passes", type=int, default=None, help="--gpu-compare: cap on Picard passes")
     parser.add_argument("--max-batch", type=int, default=2048, help="--gpu-compare: rows per network call")
+    parser.add_argument("--wallclock", action="store_true", help="sequential vs Picard on trained models")
+    parser.add_argument("--small", action="store_true", help="--wallclock: a seconds-long check (tests)")
+    parser.add_argument("--models", nargs="+", default=list(WALLCLOCK_MODELS), choices=list(WALLCLOCK_MODELS))
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64, 2000])
+    parser.add_argument("--wallclock-windows", nargs="+", default=["full", "auto"])
+    parser.add_argument("--digits-batches", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--digits-windows", nargs="+", default=["100", "auto"])
+    parser.add_argument("--digits-steps", type=int, default=1000)
+    parser.add_argument("--digits-train-steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mmd-min", type=int, default=64, help="--wallclock: MMD from this batch size on")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
 
+    if args.wallclock and args.small:
+        args.train_steps = args.digits_train_steps = 20
+        args.steps = args.digits_steps = 20
+        args.batches, args.digits_batches, args.repeats = [1, 8], [1, 8], 1
+        args.digits_windows, args.mmd_min = ["full", "auto"], 8
+    if args.wallclock:
+        return wallclock(args)
     if args.gpu_compare:
         return gpu_compare(args)
     if args.memory_only:

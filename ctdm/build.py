@@ -18,11 +18,12 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from ctdm.checkpoint import check_network, load_checkpoint
 from ctdm.module import DiffusionModule
-from ctdm.tracking import IDENTITY_KEYS, run_identity
+from ctdm.tracking import IDENTITY_KEYS, declared_floats, run_identity
 
 
 def resolved_config(cfg: DictConfig) -> dict:
@@ -51,15 +52,19 @@ def build_samplers(cfg: DictConfig | dict) -> dict:
     return {name: instantiate(node) for name, node in cfg["eval"]["samplers"].items()}
 
 
-def build_loggers(cfg: DictConfig) -> list:
+def build_loggers(cfg: DictConfig, identity: dict | None = None) -> list:
     """The loggers of `cfg.logger`, with their null name/group/tags/job_type keys set from the run's
-    identity (ctdm.tracking.run_identity; keys a logger's config sets, like the CSV logger's name, are
-    kept)."""
-    identity = run_identity(cfg, HydraConfig.get() if HydraConfig.initialized() else None)
+    identity (default: ctdm.tracking.run_identity; keys a logger's config sets, like the CSV logger's
+    name, are kept)."""
+    if identity is None:
+        identity = run_identity(cfg, HydraConfig.get() if HydraConfig.initialized() else None)
     loggers = []
     for node in (cfg.get("logger") or {}).values():
         filled = {k: identity[k] for k in IDENTITY_KEYS if k in node and node[k] is None}
-        loggers.append(instantiate(node, **filled))
+        logger = instantiate(node, **filled)
+        # Lightning passes anonymous=None, which W&B warns about on every run (it has no effect).
+        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+        loggers.append(logger)
     return loggers
 
 
@@ -75,11 +80,12 @@ class Run:
     trainer: L.Trainer
 
 
-def build_run(cfg: DictConfig, module: DiffusionModule, callbacks: list) -> Run:
+def build_run(cfg: DictConfig, module: DiffusionModule, callbacks: list, identity: dict | None = None) -> Run:
     """The run around a built module: the data (read now, so a missing file fails before the loggers
-    write; the module takes its variances unless a checkpoint gave them), the module's stored config
-    and group choices, the loggers (given the resolved config: W&B's run config, the CSV logger's
-    hparams.yaml) and the trainer."""
+    write; the module takes its variances unless a checkpoint gave them), the module's stored config,
+    group choices and identity, the loggers (`identity`, default ctdm.tracking.run_identity; given the
+    resolved config with one number type per key, and the evaluated run's record if any: W&B's run
+    config, the CSV logger's hparams.yaml) and the trainer."""
     datamodule = build_data(cfg)
     if module.data_var.numel() == 0:
         module.set_data_var(datamodule.data_var)
@@ -87,9 +93,17 @@ def build_run(cfg: DictConfig, module: DiffusionModule, callbacks: list) -> Run:
     if HydraConfig.initialized():  # and the config groups it came from (ctdm.evaluate recomposes them)
         choices = OmegaConf.to_container(HydraConfig.get().runtime.choices)
         module.run_choices = {k: v for k, v in choices.items() if v is not None}
-    loggers = build_loggers(cfg)
+    if identity is None:
+        identity = run_identity(cfg, HydraConfig.get() if HydraConfig.initialized() else None)
+    module.run_identity = {k: identity[k] for k in IDENTITY_KEYS}  # an evaluation joins this run's group
+    loggers = build_loggers(cfg, identity)
+    hparams = declared_floats(module.run_config)
+    if "trained_run" in identity:
+        hparams["trained_run"] = identity["trained_run"]
     for logger in loggers:
-        logger.log_hyperparams(module.run_config)
+        logger.log_hyperparams(hparams)
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it is told not to show
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return Run(module, datamodule, callbacks, loggers, trainer)
 

@@ -306,7 +306,6 @@ def user_errors(cfg: DictConfig):
         )
         sys.exit(1)
     finally:
-        import wandb
-
-        if wandb.run is not None:
+        wandb = sys.modules.get("wandb")  # a run that failed before importing it has none to close
+        if wandb is not None and getattr(wandb, "run", None) is not None:
             wandb.finish()

@@ -10,26 +10,29 @@ It runs the same SampleEvaluation a training run ends with, inside `trainer.vali
 `trainer=ddp_cpu` or `trainer=ddp` shard the samples over ranks and the held-out metrics
 val/nll, val/cdl_acc come along), and writes into its own run folder (logs/evaluate/runs/...):
 `metrics.json` (flat `eval/<sampler>/<metric>` and `val/*` keys), `samples_<sampler>.npy` (every sample,
-written as it is drawn: memory follows eval.batch_size, not eval.num_samples) and the sample plots.
+written as it is drawn: memory follows eval.batch_size, not eval.num_samples) and the sample plots. Its
+W&B run joins the group of the run it scores (ctdm.tracking.evaluation_identity).
+
+Why the checkpoint's group choices are added to the command line before Hydra parses it, rather than the
+config being composed from the run's own .hydra folder: Hydra composes before any of ctdm's code runs, and
+an override of a key of those groups (`data.root=...`) composes only when the groups are chosen; Hydra
+cannot choose groups from a file at composition (defaults-list interpolation reads other choices only, and
+--experimental-rerun takes no overrides). The checkpoint, not .hydra/, is the source: it travels alone
+and holds the resolved config the weights were trained with (today's conf/ defaults may differ).
 """
 
-import json
 import logging
 import sys
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import ctdm.config  # noqa: F401  (registers the config schema)
 from ctdm import run_folder
-from ctdm.build import build_module, build_run, load_module
-from ctdm.callbacks import SampleEvaluation
-from ctdm.checkpoint import load_checkpoint
+from ctdm.cli import preflight, quiet_libraries
 from ctdm.config import user_errors
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ def stored_group_choices(argv: list[str]) -> list[str]:
     paths = [a.split("=", 1)[1] for a in argv if a.startswith("ckpt_path=")]
     if not paths or not Path(paths[-1]).is_file():
         return []
+    import torch
+
     try:
         choices = torch.load(paths[-1], map_location="cpu", weights_only=False, mmap=True).get("ctdm_choices")
     except Exception:  # unreadable: load_checkpoint names the problem inside the run
@@ -96,10 +101,21 @@ def _evaluate(cfg: DictConfig) -> dict:
     (out / "metrics.json").unlink(missing_ok=True)  # only this run's may exist
     checkpoint = None
     if cfg.get("ckpt_path") is not None:
+        from ctdm.checkpoint import load_checkpoint
+
         checkpoint = load_checkpoint(cfg.ckpt_path)
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         cfg = evaluation_config(cfg, checkpoint["ctdm_config"], overrides, checkpoint.get("ctdm_choices"))
-    ctdm.config.check_config(cfg)
+    preflight(cfg)  # before the heavy imports below
+    quiet_libraries()
+    from ctdm.build import build_module, build_run, load_module
+    from ctdm.callbacks import SampleEvaluation
+    from ctdm.tracking import evaluation_identity, offline_runs, record_summary, run_identity
+
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    identity = run_identity(cfg, hydra_cfg)
+    if checkpoint is not None:
+        identity = evaluation_identity(identity, checkpoint, cfg.ckpt_path, hydra_cfg)
 
     if checkpoint is not None:  # the EMA weights when the run had EMA (ctdm.callbacks.ema)
         model = load_module(cfg.ckpt_path, cfg)
@@ -114,27 +130,35 @@ def _evaluate(cfg: DictConfig) -> dict:
         )
     evaluation.step = step  # plots and logs carry the checkpoint's step
     evaluation.samples_dir = out  # samples_<sampler>.npy, written as they come
-    run = build_run(cfg, model, [evaluation])  # no checkpoint: the likelihood reference from the data
+    # (no checkpoint: the likelihood reference comes from the data)
+    run = build_run(cfg, model, [evaluation], identity)
     evaluation.check_memory(model, run.datamodule, run.trainer)  # refused with the estimate, before sampling
     log.info("Evaluating %s into %s", cfg.get("ckpt_path") or "the config's model", out)
     validation = run.trainer.validate(model, datamodule=run.datamodule, verbose=False)
     metrics = {k: float(v) for k, v in (validation[0] if validation else {}).items()}
     metrics.update(evaluation.results)
     metrics["global_step"] = step
+    record_summary(run.loggers, metrics)
     if run.trainer.is_global_zero:
         write_outputs(out, metrics, evaluation)
+        for folder in offline_runs(run.loggers):
+            print(f"  W&B, offline: wandb sync {folder}", flush=True)
     return metrics
 
 
-def write_outputs(out: Path, metrics: dict, evaluation: SampleEvaluation) -> None:
+def write_outputs(out: Path, metrics: dict, evaluation) -> None:
     """metrics.json (atomically: it exists only for a finished evaluation); the samples are already in
     samples_<sampler>.npy (written as they came)."""
+    import json
+
+    from ctdm.evaluation import sampler_table
+
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     tmp.replace(out / "metrics.json")
-    lines = [f"Evaluation finished: {out}"]
-    lines += [f"  {k}: {v:.6g}" for k, v in sorted(metrics.items())]
+    lines = [f"Evaluation finished: {out}", *sampler_table(metrics)]
+    lines += [f"  {k}: {v:.6g}" for k, v in sorted(metrics.items()) if len(k.split("/")) != 3]
     lines += [f"  plot: {p}" for p in evaluation.plots.values()]
     lines += [f"  samples: {r.samples_file}" for r in evaluation.result.samplers if r.samples_file]
     print("\n".join(lines), flush=True)
@@ -148,7 +172,10 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     # Recompose the checkpoint's config groups before Hydra parses the command line, so overrides of
-    # their keys (data.root=...) apply to the groups the model was trained with.
+    # their keys (data.root=...) apply to the groups the model was trained with. Through argv rather than
+    # Hydra's compose API on the run's .hydra folder: the choices travel inside the checkpoint (a copied or
+    # downloaded checkpoint has no run folder), and @hydra.main reads overrides only from the command line,
+    # while composing outside it would lose -m sweeps over checkpoints, the run folder and its logging.
     sys.argv[1:] = stored_group_choices(sys.argv[1:]) + sys.argv[1:]
     _main()
 

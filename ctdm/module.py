@@ -76,6 +76,7 @@ class DiffusionModule(L.LightningModule):
         self.val_cdl = ContrastiveDiffusionLoss(weight=0.0, points=self.likelihood.val_points, zeta=zeta)
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
         self.run_choices: dict | None = None  # and the config-group choices that composed it
+        self.run_identity: dict | None = None  # and its tracker identity (ctdm.tracking.run_identity)
         # Training noise of step s on rank r is drawn from step_seed(noise_seed, s, r) (train.py sets
         # the run's seed), so a resumed run draws exactly what a straight run would.
         self.noise_seed = 0
@@ -190,6 +191,8 @@ class DiffusionModule(L.LightningModule):
             checkpoint["ctdm_config"] = self.run_config
         if self.run_choices:  # Hydra's group choices: ctdm.evaluate recomposes the same config groups
             checkpoint["ctdm_choices"] = self.run_choices
+        if self.run_identity:  # the run's name and group: ctdm.evaluate's W&B run joins them
+            checkpoint["ctdm_identity"] = self.run_identity
 
 
 def likelihood_settings(likelihood: LikelihoodSettings | Mapping | None) -> LikelihoodSettings:

@@ -2,14 +2,19 @@
 parallel sampler's score after each pass. Every figure of ctdm is drawn with this module's `plt`
 (matplotlib's non-interactive Agg backend, set once here) and written by `save_figure`."""
 
+from __future__ import annotations
+
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from torch import Tensor  # noqa: E402
+
+if TYPE_CHECKING:  # reports that only read files (ctdm.compare) plot without importing torch
+    from torch import Tensor
 
 __all__ = ["image_grid", "plot_pass_curve", "plot_samples", "plt", "save_figure"]
 

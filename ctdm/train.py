@@ -2,7 +2,8 @@
 
 Composes conf/config.yaml, instantiates every object from its `_target_`, fits, runs the sample
 evaluation callback, writes `summary.json` into the run folder (only on success) and prints a
-short summary.
+short summary. Lightning and the libraries under it are imported after the config passed
+ctdm.cli.preflight, so a config error is refused in seconds.
 """
 
 import json
@@ -11,17 +12,12 @@ import os
 from pathlib import Path
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ctdm import run_folder
-from ctdm.build import build_callbacks, build_module, build_run, check_before_fit, resolved_config
-from ctdm.callbacks import Preempted, Preemption, SampleEvaluation, checkpoint_paths
-from ctdm.checkpoint import check_network, check_resume, load_checkpoint, requeued_checkpoint
-from ctdm.config import check_config, check_finite_metrics, check_optimized_metric, user_errors
+from ctdm.cli import preflight, quiet_libraries
+from ctdm.config import check_finite_metrics, check_optimized_metric, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +26,10 @@ def train(cfg: DictConfig) -> dict:
     """Fit and evaluate one run; returns the summary that is also written to summary.json.
 
     Everything a user can get wrong is checked first, in this order, before any data is read:
-    the config's values, the objects built from it (each class checks its own arguments), the
-    checkpoint to resume from. The run folder is locked for the run (ctdm.run_folder).
+    before Lightning is imported, the config's values, the files it names and the arguments of the
+    loss terms and samplers (ctdm.cli.preflight), and the checkpoint to resume from is read; then the
+    module (each class checks its own arguments) and the checkpoint's network against it. The run folder
+    is locked for the run (ctdm.run_folder).
     """
     run_folder.hold(cfg.paths.output_dir, run_folder.output_dir_key())
     try:
@@ -42,16 +40,30 @@ def train(cfg: DictConfig) -> dict:
 
 def _train(cfg: DictConfig) -> dict:
     (Path(cfg.paths.output_dir) / "summary.json").unlink(missing_ok=True)  # only this run's may exist
-    check_config(cfg)
+    preflight(cfg)  # before the heavy imports below
+    from ctdm.checkpoint import load_checkpoint, requeued_checkpoint
+
     if cfg.get("ckpt_path") is None and (requeued := requeued_checkpoint(cfg.paths.output_dir)):
         log.warning("Requeued SLURM job %s: resuming from %s", os.environ.get("SLURM_JOB_ID"), requeued)
         cfg.ckpt_path = str(requeued)
+    checkpoint = None
+    if cfg.get("ckpt_path") is not None:
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+    quiet_libraries()
+    import lightning as L
+    import torch
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from ctdm.build import build_callbacks, build_module, build_run, check_before_fit, resolved_config
+    from ctdm.callbacks import Preempted, Preemption, SampleEvaluation, checkpoint_paths
+    from ctdm.checkpoint import check_network, check_resume
+    from ctdm.tracking import offline_runs, record_summary
+
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
     model = build_module(cfg)
-    if cfg.get("ckpt_path") is not None:
-        checkpoint = load_checkpoint(cfg.ckpt_path)
+    if checkpoint is not None:
         check_network(checkpoint, model, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
         check_resume(checkpoint, resolved_config(cfg), _choices(), cfg.ckpt_path, cfg.resume_changes)
         _continue_wandb_run(cfg, checkpoint)
@@ -78,6 +90,7 @@ def _train(cfg: DictConfig) -> dict:
             metrics.update(callback.results)
     check_finite_metrics(metrics, cfg.paths.output_dir)
     check_optimized_metric(cfg.get("optimized_metric"), metrics)
+    record_summary(run.loggers, metrics)
     plots = [str(p) for c in callbacks if isinstance(c, SampleEvaluation) for p in c.plots.values()]
     last, best = checkpoint_paths(callbacks, cfg.paths.output_dir)  # this run's own files only
     summary = {
@@ -87,6 +100,7 @@ def _train(cfg: DictConfig) -> dict:
         "plots": plots,
         "last_checkpoint": last,
         "best_checkpoint": best,
+        "wandb_offline": [str(p) for p in offline_runs(run.loggers)],  # to `wandb sync` later
     }
     if trainer.is_global_zero:
         _write_summary(summary)
@@ -114,6 +128,8 @@ def _continue_wandb_run(cfg: DictConfig, checkpoint: dict) -> None:
 
 
 def _write_summary(summary: dict) -> None:
+    from ctdm.evaluation import sampler_table
+
     out = Path(summary["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "summary.json.tmp"
@@ -128,14 +144,13 @@ def _write_summary(summary: dict) -> None:
     if "val/nll" in m:
         acc = m.get("val/cdl_acc", float("nan"))
         lines.append(f"  val/nll (nats per sample): {m['val/nll']:.4f}; val/cdl_acc: {acc:.3f}")
-    for key, value in m.items():
-        if key.endswith("/mmd"):
-            lines.append(f"  {key} (squared MMD): {value:.3e}")
+    lines += sampler_table(m)  # every sampler: FID, KID, MMD^2, passes, NFE, seconds
     if "eval/normal_mmd" in m:
         lines.append(f"  eval/normal_mmd (standard-normal baseline): {m['eval/normal_mmd']:.3e}")
     lines += [f"  plot: {p}" for p in summary["plots"]]
     best = summary["best_checkpoint"] or "none written by this run"
     lines.append(f"  checkpoints: {summary['last_checkpoint']} (last), {best} (best)")
+    lines += [f"  W&B, offline: wandb sync {p}" for p in summary.get("wandb_offline", [])]
     print("\n".join(lines), flush=True)
 
 

@@ -13,17 +13,25 @@ the Figure-1 heat map), and a row for the exact denoiser itself: the limit no tr
 import argparse
 import json
 import math
-import statistics
 from pathlib import Path
 
 import torch
-import yaml
 
 from ctdm.build import build_data, build_samplers, load_module
 from ctdm.checkpoint import load_checkpoint
+from ctdm.compare import (
+    Arm,
+    Run,
+    baseline_of,
+    difference,
+    group_runs,
+    load_runs,
+    markdown_table,
+    mean_sd,
+    plot_pass_curves,
+)
 from ctdm.diagnostics import QueryRecorder, error_heatmap, measure_ood_error
 from ctdm.evaluation import MMDScorer, evaluate_samplers, generate, sample_seeds
-from ctdm.plotting import plt, save_figure
 
 # The authors' numbers (one seed each; their MMD units) from their notebooks, by experiment and arm.
 PAPER = {
@@ -49,41 +57,29 @@ PAPER = {
 }
 
 
-def read_job(folder: Path) -> dict | None:
-    """One finished job: its arm (the loss choice), recipe (the LR schedule choice), seed, metrics and
-    pass curves; None for a job without summary.json (failed or still running)."""
-    summary_file = folder / "summary.json"
-    if not summary_file.is_file():
-        return None
-    hydra = yaml.safe_load((folder / ".hydra" / "hydra.yaml").read_text())["hydra"]
-    config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
-    choices = hydra["runtime"]["choices"]
-    curves = {}
-    for path in sorted((folder / "eval").glob("*_passes_step*.json")):  # the last step's curve wins
-        payload = json.loads(path.read_text())
-        curves[payload["sampler"]] = payload["passes"]
-    summary = json.loads(summary_file.read_text())
-    return {
-        "folder": folder,
-        "arm": choices.get("loss"),
-        "recipe": "decay" if choices.get("model/lr_scheduler") == "cosine" else "authors",
-        "experiment": choices.get("experiment"),
-        "seed": config.get("seed"),
-        "steps": summary["global_step"],
-        "num_samples": config["eval"]["num_samples"],
-        "metrics": summary["metrics"],
-        "curves": curves,
-        "samplers": list(config["eval"]["samplers"]),
-        "mmd": {k: config["eval"][k] for k in ("mmd_bandwidth", "mmd_units")},
-        "ood": json.loads((folder / "ood_error.json").read_text())
-        if (folder / "ood_error.json").is_file()
-        else None,
-    }
+def recipe_of(run: Run) -> str:
+    """The recipe is the multirun folder a job ran in (<out>/<recipe>/<job>, as compare_arms writes)."""
+    return run.folder.parent.name
 
 
-def read_jobs(out_dir: Path) -> list[dict]:
-    jobs = [read_job(f) for f in sorted(out_dir.glob("*/*")) if (f / ".hydra").is_dir()]
-    return [j for j in jobs if j is not None]
+def arm_of(run: Run) -> str:
+    """A comparison's arms are loss options."""
+    return run.value("loss")
+
+
+def shown(folder: Path) -> Path:
+    """The folder relative to the working directory when inside it (reports rebuilt in a clone read the
+    same), else absolute."""
+    try:
+        return folder.relative_to(Path.cwd())
+    except ValueError:
+        return folder
+
+
+def read_ood(run: Run) -> dict | None:
+    """The job's exact-error record (<job>/ood_error.json, written by add_ood_error), if measured."""
+    file = run.folder / "ood_error.json"
+    return json.loads(file.read_text()) if file.is_file() else None
 
 
 def chunked(eps_fn, rows: int = 4096):
@@ -93,9 +89,10 @@ def chunked(eps_fn, rows: int = 4096):
     )
 
 
-def add_ood_error(job: dict, num_samples: int, sampler_name: str = "para_ddpm") -> None:
-    """Measure the trained denoiser against the exact one (paths vs solver queries) and store it."""
-    checkpoint = job["folder"] / "checkpoints" / "last.ckpt"
+def add_ood_error(job: Run, num_samples: int, sampler_name: str = "para_ddpm") -> None:
+    """Measure the trained denoiser against the exact one (paths vs solver queries) and store it in
+    <job>/ood_error.json."""
+    checkpoint = job.folder / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         return
     module = load_module(checkpoint)
@@ -118,19 +115,18 @@ def add_ood_error(job: dict, num_samples: int, sampler_name: str = "para_ddpm") 
         path, _ = error_heatmap(
             eps_fn,
             law,
-            job["folder"] / "plots" / "ood_error_heatmap.png",
+            job.folder / "plots" / "ood_error_heatmap.png",
             queries=recorder.states(),
-            title=f"{job['arm']}, seed {job['seed']}: |eps_hat - eps*|^2 (white: {name} queries)",
+            title=f"{arm_of(job)}, seed {job.seed}: |eps_hat - eps*|^2 (white: {name} queries)",
         )
-        result["heatmap"] = str(path.relative_to(job["folder"]))  # the folder may move
-    (job["folder"] / "ood_error.json").write_text(json.dumps(result, indent=1))
-    job["ood"] = result
+        result["heatmap"] = str(path.relative_to(job.folder))  # the folder may move
+    (job.folder / "ood_error.json").write_text(json.dumps(result, indent=1))
 
 
 @torch.no_grad()
-def exact_limit(job: dict) -> dict | None:
+def exact_limit(job: Run) -> dict | None:
     """Every sampler of the job run with the law's exact denoiser, same seeds and MMD: the limit row."""
-    checkpoint = job["folder"] / "checkpoints" / "last.ckpt"
+    checkpoint = job.folder / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         return None
     cfg = load_checkpoint(checkpoint)["ctdm_config"]
@@ -155,15 +151,6 @@ def exact_limit(job: dict) -> dict | None:
     return {"metrics": metrics, "curves": result.curves}
 
 
-def _mean_spread(values: list[float]) -> str:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.3g} ± {spread:.2g}" if len(values) > 1 else f"{mean:.3g}"
-
-
 def _columns(samplers: list[str]) -> list[tuple[str, str]]:
     cols = []
     for name in samplers:
@@ -173,99 +160,65 @@ def _columns(samplers: list[str]) -> list[tuple[str, str]]:
     return cols + [("val/nll", "val/nll"), ("val/cdl_acc", "val/cdl_acc")]
 
 
-def _differences(groups: dict, cols: list[tuple[str, str]], baselines=("mse_sum", "mse")) -> list[str]:
-    """Per recipe, each arm's mean minus the baseline arm's, with the standard error of that difference
-    (sqrt(s1^2/n1 + s2^2/n2)): a difference within about 2 standard errors is not resolved by the seeds."""
+def _differences(arms: list[Arm], cols: list[tuple[str, str]], baselines=("mse_sum", "mse")) -> list[str]:
+    """Per recipe, each arm's mean minus the baseline arm's (the baseline loss with the recipe's other
+    settings: ctdm.compare.baseline_of), with the standard error of that difference."""
     keys = [(c, k) for c, k in cols if k.endswith(("/mmd", "/passes"))] + [("val/nll", "val/nll")]
     lines = []
-    for recipe in sorted({label.split(" / ")[0] for label in groups}):
-        arms = {
-            label.split(" / ")[1]: jobs for label, jobs in groups.items() if label.startswith(recipe + " / ")
-        }
-        base = next((b for b in baselines if b in arms), None)
-        if base is None or len(arms) < 2:
+    for recipe in sorted({recipe_of(arm.runs[0]) for arm in arms}):
+        members = [arm for arm in arms if recipe_of(arm.runs[0]) == recipe]
+        base = next((b for b in baselines if b in {arm_of(a.runs[0]) for a in members}), None)
+        if base is None or len(members) < 2 or "loss" not in members[0].values:
             continue
+        rows = []
+        for arm in sorted(members, key=lambda a: arm_of(a.runs[0])):
+            other = baseline_of(arm, arms, {"loss": base})
+            if other is not None and other is not arm:
+                rows.append(
+                    [
+                        arm_of(arm.runs[0]),
+                        *(difference(arm.values_of(k), other.values_of(k)) for _, k in keys),
+                    ]
+                )
         if not lines:
             lines += ["", "## Each arm against the baseline", "", "Mean difference ± its standard error."]
-        lines += [
-            "",
-            f"{recipe} recipe, against `{base}`:",
-            "",
-            "| arm | " + " | ".join(c for c, _ in keys) + " |",
-        ]
-        lines.append("|" + "---|" * (1 + len(keys)))
-        for arm, jobs in sorted(arms.items()):
-            if arm == base:
-                continue
-            row = [arm]
-            for _, key in keys:
-                a = [j["metrics"][key] for j in jobs if key in j["metrics"]]
-                b = [j["metrics"][key] for j in arms[base] if key in j["metrics"]]
-                if len(a) < 2 or len(b) < 2:
-                    row.append("-")
-                    continue
-                se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-                row.append(f"{statistics.fmean(a) - statistics.fmean(b):+.3g} ± {se:.2g}")
-            lines.append("| " + " | ".join(row) + " |")
+        lines += ["", f"{recipe} recipe, against `{base}`:", ""]
+        lines += markdown_table(["arm", *(c for c, _ in keys)], rows)
     return lines
-
-
-def plot_curves(groups: dict, limit: dict | None, sampler: str, path: Path, units: str) -> Path:
-    """MMD after each Picard pass: the mean over seeds per arm, and the exact denoiser's."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, jobs in groups.items():
-        curves = [j["curves"][sampler] for j in jobs if sampler in j["curves"]]
-        if not curves:
-            continue
-        length = max(len(c) for c in curves)  # a converged run keeps its last value
-        table = [[c[min(i, len(c) - 1)]["mmd"] for i in range(length)] for c in curves]
-        mean = [statistics.fmean(col) for col in zip(*table, strict=True)]
-        ax.plot(range(1, length + 1), mean, label=f"{label} (n={len(curves)})")
-    if limit and sampler in limit["curves"]:
-        exact = limit["curves"][sampler]
-        ax.plot([c["pass"] for c in exact], [c["mmd"] for c in exact], "k--", label="exact denoiser")
-    # The unbiased MMD^2 is noisy around 0 at the floor and can be negative: a log axis that is linear
-    # within +-1e-4 shows that instead of clipping it to a misleading tiny value.
-    ax.set_yscale("symlog", linthresh=1e-4)
-    ax.axhspan(-1e-4, 1e-4, color="0.92", zorder=0)
-    ax.set_xlabel("Picard pass")
-    ax.set_ylabel(f"MMD^2 ({units} units; grey: |value| < 1e-4, linear)")
-    ax.set_title(f"{sampler}: MMD after each pass (mean over seeds)")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path, dpi=110)
 
 
 def build_report(out_dir: Path, ood_samples: int = 500, limit: bool = True) -> Path:
     """report.md (and plots/) in out_dir from the job folders under it; returns the report's path."""
     out_dir = Path(out_dir).resolve()  # job folders and heat-map paths are absolute
-    jobs = read_jobs(out_dir)
+    jobs = load_runs([out_dir])
     if not jobs:
         raise ValueError(f"{out_dir} holds no finished job (no <recipe>/<job>/summary.json under it).")
     for job in jobs:
-        if job["ood"] is None and ood_samples > 0:
+        if read_ood(job) is None and ood_samples > 0:
             add_ood_error(job, ood_samples)
-    experiment = jobs[0]["experiment"]
-    samplers = jobs[0]["samplers"]
+    ood = {job.folder: read_ood(job) for job in jobs}
+    first = jobs[0]
+    experiment, samplers = first.choices.get("experiment"), list(first.config["eval"]["samplers"])
     limit_row = None
     if limit:  # the exact denoiser's runs are minutes of CPU: computed once per out folder
         cache = out_dir / "exact_limit.json"
         if cache.is_file():
             limit_row = json.loads(cache.read_text())
         else:
-            limit_row = exact_limit(jobs[0])
+            limit_row = exact_limit(first)
             if limit_row is not None:
                 cache.write_text(json.dumps(limit_row, indent=1))
-    bandwidth, units = jobs[0]["mmd"]["mmd_bandwidth"], jobs[0]["mmd"]["mmd_units"]
+    bandwidth, units = first.config["eval"]["mmd_bandwidth"], first.config["eval"]["mmd_units"]
     cols = _columns(samplers)
-    with_ood = any(j["ood"] for j in jobs)
+    with_ood = any(ood.values())
     header = ["recipe", "arm", "seeds", "steps", "samples", *[c for c, _ in cols]]
     ood_keys = ["error_on_paths", "error_at_queries", "ratio", "median_ratio"] if with_ood else []
     header += ["err on paths", "err at queries", "ratio", "median ratio"] if with_ood else []
 
     lines = [f"# {experiment}: {len(jobs)} jobs", ""]
     lines += [
-        f"Built from `{out_dir}` by experiments/report.py. Mean ± standard deviation over seeds. MMD^2 is "
-        f"unbiased, bandwidth {bandwidth} in {units} units"
+        f"Built from `{shown(out_dir)}` by experiments/report.py. Mean ± standard deviation over seeds. "
+        f"MMD^2 is unbiased, bandwidth {bandwidth} in {units} units"
         + (
             f" (ctdm's sigma-unit value at sigma = {math.sqrt(bandwidth):.4g} is the paper-unit value / "
             f"{1 / math.sqrt(2 * math.pi * bandwidth):.4g})."
@@ -273,57 +226,61 @@ def build_report(out_dir: Path, ood_samples: int = 500, limit: bool = True) -> P
             else "."
         ),
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
     ]
-    groups: dict[str, list[dict]] = {}
-    for job in jobs:
-        groups.setdefault(f"{job['recipe']} / {job['arm']}", []).append(job)
-    for label, members in sorted(groups.items()):
-        recipe, arm = label.split(" / ")
-        counts = sorted({str(j["num_samples"]) for j in members})
-        row = [recipe, arm, str(len(members)), str(members[0]["steps"]), "/".join(counts)]
-        row += [_mean_spread([j["metrics"].get(key) for j in members]) for _, key in cols]
-        row += [_mean_spread([j["ood"].get(key) for j in members if j["ood"]]) for key in ood_keys]
-        lines.append("| " + " | ".join(row) + " |")
+    # The arms: jobs grouped by the overrides that differ between them (ctdm.compare), seeds pooled.
+    arms = sorted(group_runs(jobs), key=lambda a: (recipe_of(a.runs[0]), arm_of(a.runs[0])))
+    rows = []
+    for arm in arms:
+        members = arm.runs
+        counts = sorted({str(j.config["eval"]["num_samples"]) for j in members})
+        row = [
+            recipe_of(members[0]),
+            arm_of(members[0]),
+            str(len(members)),
+            str(members[0].step),
+            "/".join(counts),
+        ]
+        row += [mean_sd(arm.values_of(key)) for _, key in cols]
+        row += [mean_sd(ood[j.folder].get(key) for j in members if ood[j.folder]) for key in ood_keys]
+        rows.append(row)
     if limit_row:
-        row = ["-", "**exact denoiser** (limit)", "-", "-", str(jobs[0]["num_samples"])]
-        row += [_mean_spread([limit_row["metrics"].get(key)]) for _, key in cols]
-        lines.append("| " + " | ".join(row + ["0", "0", "-", "-"][: len(ood_keys)]) + " |")
+        row = ["-", "**exact denoiser** (limit)", "-", "-", str(first.config["eval"]["num_samples"])]
+        row += [mean_sd([limit_row["metrics"].get(key)]) for _, key in cols]
+        rows.append(row + ["0", "0", "-", "-"][: len(ood_keys)])
     for arm, numbers in PAPER.get(experiment, {}).items():
         row = ["paper", f"{arm} (their one seed)", "1", str(numbers.get("steps", "-"))]
         row.append(str(numbers.get("samples", "-")))
         row += [f"{numbers[key]:g}" if key in numbers else "-" for _, key in cols]
-        lines.append("| " + " | ".join(row + ["-"] * len(ood_keys)) + " |")
+        rows.append(row + ["-"] * len(ood_keys))
+    lines += markdown_table(header, rows)
 
-    lines += _differences(groups, cols)
-    lines += [
-        "",
-        "## Every job",
-        "",
-        "| job | recipe | arm | seed | " + " | ".join(c for c, _ in cols) + " |",
-    ]
-    lines.append("|" + "---|" * (4 + len(cols)))
+    lines += _differences(arms, cols)
+    lines += ["", "## Every job", ""]
+    rows = []
     for job in jobs:
-        values = [f"{job['metrics'][k]:.4g}" if k in job["metrics"] else "-" for _, k in cols]
-        rel = job["folder"].relative_to(out_dir)
-        lines.append(
-            f"| {rel} | {job['recipe']} | {job['arm']} | {job['seed']} | " + " | ".join(values) + " |"
-        )
+        values = [f"{job.metrics[k]:.4g}" if k in job.metrics else "-" for _, k in cols]
+        rows.append([job.folder.relative_to(out_dir), recipe_of(job), arm_of(job), job.seed, *values])
+    lines += markdown_table(["job", "recipe", "arm", "seed", *(c for c, _ in cols)], rows)
 
     lines += ["", "## MMD after each Picard pass", ""]
+    groups = {f"{recipe_of(a.runs[0])} / {arm_of(a.runs[0])}": a.runs for a in arms}
     for sampler in samplers:
-        if any(sampler in j["curves"] for j in jobs):
-            path = plot_curves(
-                groups, limit_row, sampler, out_dir / "plots" / f"mmd_per_pass_{sampler}.png", units
-            )
+        exact = (
+            {"exact denoiser": limit_row["curves"][sampler]}
+            if limit_row and sampler in limit_row["curves"]
+            else {}
+        )
+        path = plot_pass_curves(
+            groups, sampler, out_dir / "plots" / f"mmd_per_pass_{sampler}.png", units, exact
+        )
+        if path is not None:
             lines.append(f"![{sampler}]({path.relative_to(out_dir)})")
-    heatmaps = [j for j in jobs if j["ood"] and j["ood"].get("heatmap")]
+    heatmaps = [j for j in jobs if ood[j.folder] and ood[j.folder].get("heatmap")]
     if heatmaps:
         lines += ["", "## Denoiser error over (z, log-SNR) (the paper's Figure 1)", ""]
         for job in heatmaps:
-            rel = (job["folder"] / "plots" / Path(job["ood"]["heatmap"]).name).relative_to(out_dir)
-            lines.append(f"- {job['recipe']} / {job['arm']}, seed {job['seed']}: ![]({rel})")
+            rel = (job.folder / "plots" / Path(ood[job.folder]["heatmap"]).name).relative_to(out_dir)
+            lines.append(f"- {recipe_of(job)} / {arm_of(job)}, seed {job.seed}: ![]({rel})")
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report

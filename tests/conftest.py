@@ -6,9 +6,12 @@ ctdm/train.py has tests/train/); test doubles for Hydra's `_target_` live in tes
 - `cpu_trainer`, `tiny_module`, `tiny_data`: a quiet CPU Trainer, a small 2-D DiffusionModule and
   DataModule for in-process runs;
 - `smoke_run`: a finished smoke-sized training run (its checkpoint) shared by the session;
+- `write_run`: a run folder as ctdm.train leaves it (.hydra/, summary.json, pass curves), from numbers;
+- `weight_sweep_run`: a real smoke multirun, 2 CDL weights x 2 seeds, W&B offline (session-wide);
 - `requires_gpu`: skips a test on machines without a CUDA GPU.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -18,6 +21,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -36,6 +40,16 @@ TESTS = ROOT / "tests"
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def call_time_cache(tmp_path_factory):
+    """The parallel sampler's measured call times (ctdm.samplers.throughput) go to a temporary folder,
+    never the user's ~/.cache/ctdm, in this process and the CLI subprocesses it starts."""
+    folder = tmp_path_factory.mktemp("ctdm_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CTDM_CACHE_DIR", str(folder))
+        yield folder
 
 
 def compose_config(overrides: list[str], output_dir: Path):
@@ -81,9 +95,10 @@ def cli_env(env: dict | None = None) -> dict:
 def run_cli(
     args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600, module: str = "ctdm.train"
 ) -> subprocess.CompletedProcess:
-    """`python -m ctdm.train ARGS` (or another entry point) as a user runs it, in `cwd`."""
+    """`python -m ctdm.train ARGS` (or another entry point) as a user runs it, in `cwd`; module None: `python
+    ARGS` (interpreter options first)."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, *(["-m", module] if module else []), *args],
         cwd=cwd,
         env=cli_env(env),
         capture_output=True,
@@ -147,3 +162,68 @@ def weights_file(tmp_path_factory):
             "`pip install -e '.[dev]'` (make install) installs it"
         )
     return convert(tmp_path_factory.mktemp("inception") / "pt_inception-2015-12-05-6726825d.pth")
+
+
+def write_run(
+    folder: Path,
+    overrides: list[str],
+    metrics: dict,
+    curves: dict | None = None,
+    step: int = 4,
+    evaluation: bool = False,
+) -> Path:
+    """A finished run folder as ctdm.train writes it (ctdm.evaluate's with `evaluation`): .hydra/ with the
+    overrides, the config they set (dotted keys) and the group choices they make (`group=option`),
+    summary.json (metrics.json) and eval/<sampler>_passes_step<N>.json for each curve."""
+    config, choices = {"seed": 0}, {}
+    for line in overrides:
+        key, value = line.split("=", 1)
+        if "." in key:
+            node = config
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = yaml.safe_load(value)
+        elif key == "seed":
+            config["seed"] = int(value)
+        else:
+            choices[key] = value
+    hydra = folder / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (hydra / "config.yaml").write_text(yaml.safe_dump(config))
+    (hydra / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    if evaluation:
+        (folder / "metrics.json").write_text(json.dumps({**metrics, "global_step": step}))
+    else:
+        summary = {"output_dir": str(folder), "global_step": step, "metrics": metrics}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    for sampler, curve in (curves or {}).items():
+        (folder / "eval").mkdir(exist_ok=True)
+        payload = {"sampler": sampler, "step": step, "threshold": None, "passes": curve}
+        (folder / "eval" / f"{sampler}_passes_step{step:06d}.json").write_text(json.dumps(payload))
+    return folder
+
+
+def offline_wandb_env(folder: Path) -> dict:
+    """W&B offline, its caches and settings under `folder` (nothing of the user's is read or written)."""
+    home = str(folder / "wandb_home")
+    return {
+        "WANDB_MODE": "offline",
+        "WANDB_CACHE_DIR": home,
+        "WANDB_DATA_DIR": home,
+        "WANDB_CONFIG_DIR": home,
+    }
+
+
+@pytest.fixture(scope="session")
+def weight_sweep_run(tmp_path_factory) -> Path:
+    """`python -m ctdm.train -m debug=smoke loss=contrastive loss.cdl.weight=0.1,1 seed=0,1 sampler=para_ddpm`
+    with W&B offline: the sweep folder (jobs 0-3: weight 0.1 seeds 0, 1, then weight 1 seeds 0, 1). Training
+    losses are logged every 3 of the 4 steps, so W&B's last logged value is not the final one."""
+    root = tmp_path_factory.mktemp("weight_sweep")
+    args = ["-m", "debug=smoke", "loss=contrastive", "loss.cdl.weight=0.1,1", "seed=0,1", "sampler=para_ddpm"]
+    args.append("trainer.log_every_n_steps=3")
+    result = run_cli([*args, f"hydra.sweep.dir={root / 'sweep'}"], cwd=root, env=offline_wandb_env(root))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "sweep"

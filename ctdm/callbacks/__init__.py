@@ -11,6 +11,7 @@ from ctdm.callbacks.preemption import (
     Preemption,
     checkpoint_paths,
 )
+from ctdm.callbacks.progress import StepProgressBar
 from ctdm.callbacks.sample_evaluation import SampleEvaluation
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Preempted",
     "Preemption",
     "SampleEvaluation",
+    "StepProgressBar",
     "averaged_weights",
     "checkpoint_paths",
 ]

@@ -5,7 +5,9 @@ likelihood's integration range beside the reference Gaussian's mmse_G(a) = sum_i
 the area between the curves is the ITD estimate of -log p relative to that Gaussian. When the data
 law is known exactly (the Gaussian mixtures: the DataModule's `law` has `eps`), the exact denoiser's
 MSE on the same points, noise and levels is drawn too: the optimum, so the gap between model and
-optimum is visible (no model can go below it except by noise on these few points).
+optimum is visible (no model can go below it except by noise on these few points). The plot,
+plots/mse_logsnr.png, shows the latest validation; W&B gets the curve as a line plot over a table under
+`val/mse_logsnr_curve` at every validation, so a dashboard overlays the runs' curves in one chart.
 """
 
 from pathlib import Path
@@ -17,6 +19,7 @@ from torch import Tensor
 
 from ctdm.diffusion import denoising_mse_curve
 from ctdm.plotting import plt
+from ctdm.tracking import wandb_line
 
 
 class DenoisingMSECurve(L.Callback):
@@ -67,7 +70,7 @@ class DenoisingMSECurve(L.Callback):
         x = trainer.datamodule.x_val[: self.num_points].to(pl_module.device)
         law = getattr(trainer.datamodule, "law", None)
         self.last_curves = curves = self.curves(pl_module.eps, x, pl_module.reference, law)
-        path = self.output_dir / "plots" / f"mse_logsnr_step{trainer.global_step:06d}.png"
+        path = self.output_dir / "plots" / "mse_logsnr.png"  # the latest; W&B keeps every validation's
         title = f"denoising MSE on {len(x)} held-out points, step {trainer.global_step}"
         plot_mse_curve(
             curves["levels"], curves["model"], curves["reference"], path, title, curves.get("exact")
@@ -75,6 +78,9 @@ class DenoisingMSECurve(L.Callback):
         self.last_path = path
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
+                rows = [[float(a), float(m)] for a, m in zip(curves["levels"], curves["model"], strict=True)]
+                chart = wandb_line(["log_snr", "mse"], rows, "log_snr", "mse", "denoising MSE vs log-SNR")
+                logger.log_metrics({"val/mse_logsnr_curve": chart}, step=trainer.global_step)
                 logger.log_image(key="val/mse_logsnr", images=[str(path)], step=trainer.global_step)
 
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import CIFAR10, MNIST
 
 from ctdm.data.datamodule import BatchedDataModule, _TensorRows
+from ctdm.data.fake import offline_route
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -156,6 +157,7 @@ class _TorchvisionDataModule(ImageDataModule):
     """A torchvision data set read from `root`; clear errors when its files are missing."""
 
     name = ""
+    option: str | None = None
 
     def __init__(self, shape: list[int], root: str, download: bool = False, **kwargs):
         super().__init__(shape, **kwargs)
@@ -190,7 +192,7 @@ class _TorchvisionDataModule(ImageDataModule):
                 "at a folder that holds it. "
             )
             + self._hint()
-            + f"torchvision said: {err}"
+            + f"{offline_route(self.option)} torchvision said: {err}"
         ) from err
 
     def _hint(self) -> str:
@@ -206,6 +208,7 @@ class MNISTDataModule(_TorchvisionDataModule):
     """MNIST 28x28 through torchvision (root/MNIST/raw/*-idx*-ubyte); val images from the test split."""
 
     name = "MNIST"
+    option = "mnist"  # the data option (conf/data/), as `python -m ctdm.data.fake` names its layout
 
     def __init__(self, shape: list[int] = (1, 28, 28), root: str = "data", download: bool = False, **kwargs):
         super().__init__(shape, root, download, **kwargs)
@@ -243,6 +246,7 @@ class CIFAR10DataModule(_TorchvisionDataModule):
     """
 
     name = "CIFAR-10"
+    option = "cifar10"
 
     def __init__(
         self,
@@ -332,7 +336,10 @@ class ImageFolderDataModule(ImageDataModule):
     def load(self):
         root = Path(self.root)
         if not root.is_dir():
-            raise FileNotFoundError(f"data.root={self.root!r} is not a folder (absolute: {root.resolve()}).")
+            raise FileNotFoundError(
+                f"data.root={self.root!r} is not a folder (absolute: {root.resolve()}). "
+                + offline_route("image_folder")
+            )
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             raise FileNotFoundError(

@@ -1,47 +1,34 @@
 """The variance-preserving diffusion channel in log-SNR, schedules, parameterisations and the
-likelihood estimators (Lightning-free). The math is written out in docs/."""
+likelihood estimators (Lightning-free). The math is written out in docs/.
 
-from ctdm.diffusion.channel import append_dims, channel_scales, noise_data, predict_x0
-from ctdm.diffusion.likelihood import Reference, cdl_logit, denoising_mse_curve, nll, truncated_logistic
-from ctdm.diffusion.parameterizations import (
-    EDMPrecond,
-    EpsPrediction,
-    Parameterization,
-    VPrediction,
-    X0Prediction,
-)
-from ctdm.diffusion.schedules import (
-    DDPMSchedule,
-    EDMLogNormal,
-    ddpm_timestep,
-    karras_logsnr,
-    karras_sigmas,
-    logsnr_to_sigma,
-    sigma_to_logsnr,
-)
-from ctdm.diffusion.settings import LikelihoodSettings
+The names load on first use (PEP 562), so `ctdm.diffusion.settings` (the config schema's likelihood node)
+imports without torch: the entry points compose and check a config before torch loads (ctdm.cli).
+"""
 
-__all__ = [
-    "DDPMSchedule",
-    "EDMLogNormal",
-    "EDMPrecond",
-    "EpsPrediction",
-    "LikelihoodSettings",
-    "Parameterization",
-    "Reference",
-    "VPrediction",
-    "X0Prediction",
-    "append_dims",
-    "cdl_logit",
-    "channel_scales",
-    "ddpm_timestep",
-    "denoising_mse_curve",
-    "karras_logsnr",
-    "karras_sigmas",
-    "logsnr_to_sigma",
-    "nll",
-    "noise_data",
-    "predict_x0",
-    "sigma_to_logsnr",
-    "truncated_logistic",
-]
+from ctdm._lazy import lazy_exports
+
+_MODULE_OF = {
+    "append_dims": "channel",
+    "channel_scales": "channel",
+    "noise_data": "channel",
+    "predict_x0": "channel",
+    "Reference": "likelihood",
+    "cdl_logit": "likelihood",
+    "denoising_mse_curve": "likelihood",
+    "nll": "likelihood",
+    "truncated_logistic": "likelihood",
+    "EDMPrecond": "parameterizations",
+    "EpsPrediction": "parameterizations",
+    "Parameterization": "parameterizations",
+    "VPrediction": "parameterizations",
+    "X0Prediction": "parameterizations",
+    "DDPMSchedule": "schedules",
+    "EDMLogNormal": "schedules",
+    "ddpm_timestep": "schedules",
+    "karras_logsnr": "schedules",
+    "karras_sigmas": "schedules",
+    "logsnr_to_sigma": "schedules",
+    "sigma_to_logsnr": "schedules",
+    "LikelihoodSettings": "settings",
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _MODULE_OF)

@@ -6,12 +6,14 @@ ITD `Reference` from. A new setting is one more field here.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch-free at import: ctdm.config composes and checks configs before torch loads
+    from torch import Tensor
+
+    from ctdm.diffusion.likelihood import Reference
 
 from ctdm.diffusion.checks import check_int, check_number
-from ctdm.diffusion.likelihood import Reference
 
 
 @dataclass
@@ -28,7 +30,7 @@ class LikelihoodSettings:
 
     loc: float | None = None
     scale: float | None = None
-    clip: float = Reference.clip  # the estimator's own default (3.0)
+    clip: float = 3.0  # the estimator's own default, Reference.clip (tests/module/test_module.py)
     ref_var: float | None = None
     val_points: int = 16
 
@@ -42,8 +44,12 @@ class LikelihoodSettings:
             check_number("ref_var", self.ref_var, positive=True)
         check_int("val_points", self.val_points)
 
-    def reference(self, data_var: Tensor) -> Reference:
+    def reference(self, data_var: "Tensor") -> "Reference":
         """The Reference for training data with per-dimension variances `data_var` [*shape]."""
+        import torch
+
+        from ctdm.diffusion.likelihood import Reference
+
         if self.ref_var is not None:
             data_var = torch.full_like(data_var, self.ref_var)
         return Reference.from_data_var(data_var, self.loc, self.scale, self.clip)

@@ -13,7 +13,7 @@ the same per-sample seeds, so 1 and N ranks give the same samples and metrics.
 """
 
 from ctdm.evaluation.generate import Generation, gather, gather_stats, generate, generate_chunks
-from ctdm.evaluation.records import EvaluationResult, SamplerResult, first_below
+from ctdm.evaluation.records import EvaluationResult, SamplerResult, first_below, sampler_table
 from ctdm.evaluation.run import evaluate_samplers, write_outputs
 from ctdm.evaluation.sample_file import SampleFile
 from ctdm.evaluation.scorers import (
@@ -45,6 +45,7 @@ __all__ = [
     "is_image_data",
     "rank_share",
     "sample_seeds",
+    "sampler_table",
     "scorer_for",
     "write_outputs",
 ]

@@ -1,17 +1,19 @@
 """Drawing samples: one sampler over a set of sample seeds, in batches, and the shares of all ranks.
 
-`generate` calls the sampler as `sampler(denoiser, shape, seeds, device=...)` (a parallel sampler also
-with a `hook` that sees every Picard pass), under the training run's autocast, and returns a
-`Generation`: the samples and what they cost. `gather` puts the ranks' generations together.
+`generate` calls the sampler as `sampler(denoiser, shape, seeds, device=..., hook=...)` (the hook sees
+every step of a sequential sampler and every Picard pass: progress, per-pass scores), under the training
+run's autocast, and returns a `Generation`: the samples and what they cost. `gather` puts the ranks'
+generations together.
 """
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from ctdm.evaluation.progress import SamplingProgress
 from ctdm.evaluation.seeds import Ranks
 from ctdm.precision import autocast
 
@@ -49,8 +51,9 @@ def generate(
 ) -> Generation:
     """The samples of `seeds` [N] by `sampler`, in batches of `batch_size` (memory only: sample i does not
     change). `precision`: Lightning's trainer.precision, so the network runs as in training (bf16-mixed).
-    `pass_score` (name, score(samples)) records the parallel sampler's score after every pass."""
-    stats = Generation(torch.empty(0), 0.0, 0, 0.0)
+    `pass_score` (name, score(samples)) records the parallel sampler's score after every pass. `progress`:
+    a bar per batch that moves with every step or pass, with an ETA (ctdm.evaluation.progress)."""
+    stats = Generation(torch.empty(0, device=device), 0.0, 0, 0.0)
     options = dict(device=device, batch_size=batch_size, precision=precision, pass_score=pass_score)
     parts = [
         samples
@@ -83,38 +86,37 @@ def generate_chunks(
     chunks up to that many (DDP: every rank takes part in every chunk's collective)."""
     chunks = seeds.split(batch_size or max(len(seeds), 1)) if len(seeds) else ()
     parallel = getattr(sampler, "parallel", False)
-    stats.curve = [] if parallel and pass_score is not None and len(chunks) == 1 else None
-    bar = tqdm(
-        total=len(seeds), desc=f"sampling {sampler.name}", unit="sample", disable=not progress, leave=False
-    )
-
-    def hook(pass_index, x_last, info):
-        bar.set_postfix(passes=pass_index, active=info["active"], refresh=False)
-        if stats.curve is not None:
-            name, score = pass_score
-            stats.curve.append(
-                {"pass": pass_index, "nfe": info["nfe"], name: score(x_last[: len(seeds)].cpu())}
-            )
+    stats.curve = curve = [] if parallel and pass_score is not None and len(chunks) == 1 else None
+    takes_hook = "hook" in inspect.signature(sampler).parameters  # any callable may be a sampler
 
     offset = 0
-    try:
-        for chunk in chunks:
-            kwargs = {"hook": hook} if parallel else {}
+    for i, chunk in enumerate(chunks):
+        label = f"sampling {sampler.name}" + (f" (batch {i + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+        bar = SamplingProgress(sampler, label, enabled=progress)
+
+        def hook(index, x, info=None, bar=bar):
+            if info is None:  # a sequential sampler's step
+                return bar.step(index, x)
+            bar.picard_pass(index, x, info)
+            if curve is not None:
+                name, score = pass_score
+                curve.append({"pass": index, "nfe": info["nfe"], name: score(x[: len(seeds)].cpu())})
+
+        try:
             with autocast(precision, device):
-                samples, chunk_stats = sampler(denoiser, shape, chunk, device=device, **kwargs)
-            stats.nfe += chunk_stats.nfe * len(chunk) / len(seeds)
-            stats.passes, stats.seconds = (
-                max(stats.passes, chunk_stats.passes),
-                stats.seconds + chunk_stats.seconds,
-            )
-            stats.converged = stats.converged and chunk_stats.converged
-            bar.update(len(chunk))
-            yield offset, samples
-            offset += len(chunk)
-        for _ in range(len(chunks), num_chunks or 0):
-            yield offset, torch.empty(0, *shape, device=device)
-    finally:
-        bar.close()
+                samples, chunk_stats = sampler(
+                    denoiser, shape, chunk, device=device, **({"hook": hook} if takes_hook else {})
+                )
+        finally:
+            bar.close()
+        stats.nfe += chunk_stats.nfe * len(chunk) / len(seeds)
+        stats.passes = max(stats.passes, chunk_stats.passes)
+        stats.seconds += chunk_stats.seconds
+        stats.converged = stats.converged and chunk_stats.converged
+        yield offset, samples
+        offset += len(chunk)
+    for _ in range(len(chunks), num_chunks or 0):
+        yield offset, torch.empty(0, *shape, device=device)
 
 
 def gather(generation: Generation, ranks: Ranks, num_samples: int) -> Generation:

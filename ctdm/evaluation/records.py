@@ -67,3 +67,43 @@ class EvaluationResult:
     @property
     def curves(self) -> dict[str, list[dict]]:
         return {result.name: result.curve for result in self.samplers if result.curve}
+
+
+# The end-of-run table's columns: (metric, heading), in this order; a column shows if any sampler has it.
+TABLE_COLUMNS = (
+    ("num_samples", "samples"),
+    ("fid", "FID"),
+    ("kid", "KID"),
+    ("mmd", "MMD^2"),
+    ("passes", "passes"),
+    ("nfe", "NFE"),
+    ("seconds", "seconds"),
+    ("passes_to_threshold", "passes to threshold"),
+)
+
+
+def sampler_table(metrics: dict[str, float], indent: str = "  ") -> list[str]:
+    """Every sampler's flat `eval/<sampler>/<metric>` values as the lines of a text table (one row per
+    sampler: samples, FID, KID ± its spread over subsets, MMD^2, passes, NFE, seconds); [] if none."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "eval":
+            rows.setdefault(parts[1], {})[parts[2]] = value
+    columns = [(m, h) for m, h in TABLE_COLUMNS if any(m in r for r in rows.values())]
+    if not rows or not columns:
+        return []
+
+    def cell(row: dict, metric: str) -> str:
+        if metric not in row:
+            return "-"
+        text = f"{row[metric]:.4g}"
+        return f"{text} ± {row['kid_std']:.2g}" if metric == "kid" and "kid_std" in row else text
+
+    table = [["sampler", *(h for _, h in columns)]] + [
+        [n, *(cell(r, m) for m, _ in columns)] for n, r in rows.items()
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return [
+        indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]

@@ -127,9 +127,10 @@ class StepSampler:
 
     @torch.no_grad()
     def __call__(
-        self, eps_fn, shape: tuple[int, ...], seeds: Tensor, device=None
+        self, eps_fn, shape: tuple[int, ...], seeds: Tensor, device=None, hook=None
     ) -> tuple[Tensor, SamplerStats]:
-        """Samples [len(seeds), *shape]; sample i uses only the draws of seeds[i]."""
+        """Samples [len(seeds), *shape]; sample i uses only the draws of seeds[i]. `hook(step, x)` runs after
+        every step (1 .. steps) with the current states (progress bars: ctdm.evaluation.progress)."""
         start = time.perf_counter()
         eps_fn, shape = as_eps_fn(eps_fn), tuple(shape)
         seeds = torch.as_tensor(seeds, dtype=torch.long, device=device)
@@ -145,6 +146,8 @@ class StepSampler:
             for i, k in enumerate(ks):  # k: 0-d, shared by every row
                 n = noise[:, i]
                 x = x + steps.drift(eps_fn, x, k, n) + steps.noise(n, k)
+                if hook is not None:
+                    hook(first + i + 1, x)
         return x, SamplerStats(
             nfe=int(self.nfe_per_step.sum()), passes=self.steps, seconds=time.perf_counter() - start
         )

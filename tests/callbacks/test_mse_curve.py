@@ -38,7 +38,7 @@ def test_exact_law_as_model_gives_the_exact_curve(tmp_path):
     torch.testing.assert_close(exact[levels < -2], gaussian[levels < -2], rtol=0.05, atol=1e-3)
     separable = (levels > 1.5) & (levels < 5)
     assert (exact[separable] < 0.85 * gaussian[separable]).all()
-    assert callback.last_path == tmp_path / "plots" / "mse_logsnr_step000007.png"
+    assert callback.last_path == tmp_path / "plots" / "mse_logsnr.png"
     assert Image.open(callback.last_path).size == (550, 400)
 
 

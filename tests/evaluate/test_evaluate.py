@@ -138,7 +138,12 @@ BAD = [
     ("missing checkpoint", ["ckpt_path={files}/missing.ckpt"], ["missing.ckpt", "no such file"]),
     ("truncated checkpoint", ["ckpt_path={files}/truncated.ckpt"], ["truncated.ckpt", "truncated"]),
     ("config-less checkpoint", ["ckpt_path={files}/no_config.ckpt"], ["no_config.ckpt", "ctdm_config"]),
-    ("fewer than 2 samples", ["ckpt_path={ckpt}", "eval.num_samples=1"], ["num_samples", ">= 2", "1"]),
+    # missing FID weights are found first, before the evaluation is built: a feature network that needs none
+    (
+        "fewer than 2 samples",
+        ["ckpt_path={ckpt}", "eval/fid/extractor=random", "eval.num_samples=1"],
+        ["num_samples", ">= 2", "1"],
+    ),
     (
         "unknown extractor",
         ["ckpt_path={ckpt}", "eval.fid.extractor._target_=ctdm.metrics.features.NoSuchNet"],

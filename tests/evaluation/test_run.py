@@ -136,3 +136,27 @@ def test_a_failed_evaluation_leaves_no_samples_file(tmp_path):
             samples_dir=tmp_path,
         )
     assert list(tmp_path.iterdir()) == []  # neither samples_ddpm.npy nor its temporary file
+
+
+def test_the_end_of_run_table_has_a_row_per_sampler_and_a_column_per_metric():
+    from ctdm.evaluation import sampler_table
+
+    metrics = {
+        "eval/ddpm/fid": 12.345,
+        "eval/ddpm/kid": 0.0123,
+        "eval/ddpm/kid_std": 0.0021,
+        "eval/ddpm/num_samples": 100,
+        "eval/ddpm/passes": 1000,
+        "eval/ddpm/nfe": 1000.0,
+        "eval/ddpm/seconds": 3.21,
+        "eval/para_ddpm/fid": 12.5,
+        "eval/para_ddpm/passes": 26,
+        "eval/normal_mmd": 0.5,  # not a sampler's
+        "val/nll": 1.0,
+    }
+    header, ddpm, para = sampler_table(metrics, indent="")
+    assert header.split() == ["sampler", "samples", "FID", "KID", "passes", "NFE", "seconds"]
+    assert ddpm.split() == ["ddpm", "100", "12.35", "0.0123", "±", "0.0021", "1000", "1000", "3.21"]
+    assert para.split() == ["para_ddpm", "-", "12.5", "-", "26", "-", "-"]
+    assert header.index("FID") == ddpm.index("12.35") == para.index("12.5")  # aligned columns
+    assert sampler_table({"val/nll": 1.0}) == []

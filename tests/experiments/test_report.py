@@ -5,7 +5,9 @@ import json
 import re
 
 import pytest
+from conftest import write_run
 
+from ctdm.compare import group_runs, load_runs
 from experiments import compare_arms
 from experiments import report as report_script
 
@@ -40,17 +42,21 @@ def test_report_from_a_two_job_smoke_multirun(tmp_path, monkeypatch):
     assert rebuilt.read_text() == text
 
 
-def test_differences_against_the_baseline_carry_their_standard_error():
-    job = lambda v: {"metrics": {"eval/para_ddpm/mmd": v, "val/nll": 2 * v}}
-    groups = {
-        "authors / mse_sum": [job(1.0), job(2.0), job(3.0)],
-        "authors / itd_cdl_paper": [job(2.0), job(3.0), job(4.0)],
-        "decay / itd": [job(1.0), job(1.0)],  # no baseline in this recipe: no table
-    }
+def test_differences_against_the_baseline_carry_their_standard_error(tmp_path):
+    def job(recipe, loss, seed, value, lr=None):
+        overrides = [f"loss={loss}", f"seed={seed}"] + ([f"model/lr_scheduler={lr}"] if lr else [])
+        return write_run(tmp_path / recipe / f"{loss}_{seed}", overrides, {"eval/para_ddpm/mmd": value})
+
+    for seed, (base, cdl) in enumerate([(1.0, 2.0), (2.0, 3.0), (3.0, 4.0)]):
+        job("authors", "mse_sum", seed, base)
+        job("authors", "itd_cdl_paper", seed, cdl)
+    for seed in (0, 1):  # no baseline in this recipe: no table
+        job("decay", "itd", seed, 1.0, lr="cosine")
+    arms = group_runs(load_runs([tmp_path]))
     cols = [("para_ddpm MMD", "eval/para_ddpm/mmd"), ("val/nll", "val/nll")]
-    lines = report_script._differences(groups, cols)
+    lines = report_script._differences(arms, cols)
     text = "\n".join(lines)
     assert "authors recipe, against `mse_sum`" in text and "decay recipe" not in text
     row = next(line for line in lines if line.startswith("| itd_cdl_paper |"))
-    # +1 with s.e. sqrt(1/3 + 1/3) = 0.816; val/nll doubles both
-    assert row == "| itd_cdl_paper | +1 ± 0.82 | +2 ± 1.6 |", row
+    # +1 with s.e. sqrt(1/3 + 1/3) = 0.816; no val/nll in these runs
+    assert row == "| itd_cdl_paper | +1 ± 0.82 | - |", row

@@ -15,7 +15,7 @@ import scipy.linalg
 import torch
 from sklearn.datasets import load_digits
 
-from ctdm.metrics import ImageMetrics, RandomConvFeatures, features, real_stats_file
+from ctdm.metrics import ImageMetrics, RandomConvFeatures, features, real_stats_file, weights
 from ctdm.metrics.convert_inception import main as convert_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,11 +202,12 @@ def test_bad_images():
 
 def test_no_inception_weights_offline_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(features, "_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(weights, "_reachable", lambda url, timeout=3.0: False)
     with pytest.raises(ValueError) as err:
         features.InceptionV3()
     text = str(err.value)
-    assert "eval.fid.weights_path" in text
+    assert "eval.fid.weights_path=<file>" in text and "python -m ctdm.metrics.convert_inception" in text
+    assert "eval/fid/extractor=torchscript" in text and "_target_" not in text  # README's own syntax
     assert str(tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth") in text
     with pytest.raises(ValueError, match="'/nowhere.pth' is not a file"):
         features.InceptionV3(weights_path="/nowhere.pth")
@@ -216,7 +217,7 @@ def test_offline_probe_does_not_hang():
     import time
 
     start = time.perf_counter()
-    features._reachable("https://unresolvable.invalid/x", timeout=1.0)
+    weights._reachable("https://unresolvable.invalid/x", timeout=1.0)
     assert time.perf_counter() - start < 2.0
 
 
@@ -225,7 +226,7 @@ def test_weights_from_the_hub_cache_are_found(tmp_path, monkeypatch):
     cached = tmp_path / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"")
-    assert features.resolve_inception_weights() == cached
+    assert weights.resolve_inception_weights() == cached
 
 
 def test_converter_reports_a_missing_file(capsys):

@@ -7,7 +7,7 @@ import torch
 from conftest import cpu_trainer, tiny_data, tiny_module
 
 from ctdm.data import ToyDataModule, eight_gaussians
-from ctdm.diffusion import LikelihoodSettings
+from ctdm.diffusion import LikelihoodSettings, Reference
 from ctdm.losses import ContrastiveDiffusionLoss
 from ctdm.train import train
 
@@ -65,6 +65,9 @@ def test_the_likelihood_defaults_are_the_configs(make_cfg):
         "ref_var": None,
         "val_points": 16,
     }
+    assert (
+        LikelihoodSettings().clip == Reference.clip
+    )  # the estimator's own default (settings.py imports no torch)
 
 
 def test_unknown_likelihood_key_is_refused():

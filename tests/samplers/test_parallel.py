@@ -15,6 +15,7 @@ from ctdm.samplers import (
     HeunSampler,
     ParallelSampler,
     change_scale,
+    parallel,
     per_sample_normal,
     window_advance,
 )
@@ -116,13 +117,17 @@ def test_the_ring_buffer_solver_is_the_full_trajectory_solver(window, rule):
 
 
 def _peak_bytes(steps, window, shape, n):
-    sampler = ParallelSampler(DDPMSampler(steps=steps), window=window, max_passes=3)  # every pass is alike
+    # max_batch=None: no probe of the network (its inputs would count), one call per pass as before.
+    sampler = ParallelSampler(DDPMSampler(steps=steps), window=window, max_passes=3, max_batch=None)
     with TensorMemory() as memory:
         sampler(lambda z, logsnr: 0.1 * z, shape, torch.arange(n))
     return memory.peak
 
 
-def test_memory_grows_with_the_window_not_the_steps():
+def test_memory_grows_with_the_window_not_the_steps(monkeypatch):
+    # The noise drawn ahead of the windows is bounded apart (NOISE_AHEAD_ELEMENTS, 16 MB, far more than
+    # these samples' whole noise): without it, what is left grows with the window.
+    monkeypatch.setattr(parallel, "NOISE_AHEAD_ELEMENTS", 1)
     shape, n = (3, 16, 16), 3
     state = n * 3 * 16 * 16 * 4  # bytes of one state of every sample
     short, long = _peak_bytes(60, 6, shape, n), _peak_bytes(480, 6, shape, n)
@@ -225,13 +230,16 @@ def test_window_is_clipped_to_the_steps():
 
 
 BAD_SETTINGS = [  # (arguments, the message naming the argument)
-    ({"window": 0}, "window must be an integer >= 1, got 0"),
-    ({"window": 2.5}, "window must be an integer >= 1, got 2.5"),
+    ({"window": 0}, "window must be an integer >= 1, 'auto' (chosen from the network's measured"),
+    ({"window": 2.5}, "or None (every step), got 2.5"),
+    ({"window": "fast"}, "window must be an integer >= 1, 'auto' (chosen from the network's measured"),
     ({"tolerance": 0}, "tolerance must be a finite number > 0, got 0"),
     ({"tolerance": -0.1}, "tolerance must be a finite number > 0, got -0.1"),
     ({"tolerance": float("nan")}, "tolerance must be a finite number > 0, got nan"),
     ({"max_passes": 0}, "max_passes must be an integer >= 1, got 0"),
-    ({"max_batch": 0}, "max_batch must be an integer >= 1, got 0"),
+    ({"max_batch": 0}, "max_batch must be an integer >= 1, 'auto' (chosen from the network's measured"),
+    ({"max_batch": "Auto"}, "or None (a whole pass in one call), got 'Auto'"),
+    ({"memory_budget": 0}, "memory_budget must be a finite number > 0, got 0"),
     ({"tolerance_rule": "next"}, "tolerance_rule must be one of same_step, next_step (same_step: each"),
 ]
 

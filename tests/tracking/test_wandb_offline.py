@@ -1,18 +1,17 @@
-"""A real offline W&B sweep: the run files carry the config, the group, the tags and the pass curve.
-
-Everything is read back from what the runs wrote (the `.wandb` record log, the media files and the
-CSV logger's hparams.yaml), not from Python objects.
-"""
+"""Real offline W&B runs, read back from what they wrote (the `.wandb` record log, the media files), not
+from Python objects: a sweep's runs are named by the swept keys and grouped by their sweep, carry the
+config with one number type per key, every final metric in their summary and the curves as tables that
+a dashboard overlays; an evaluation joins its training run's group and records that run's id."""
 
 import json
 import struct
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import run_cli
+from conftest import offline_wandb_env, run_cli
 
 pytestmark = pytest.mark.slow
+JOBS = {0: ("0.1", 0), 1: ("0.1", 1), 2: ("1", 0), 3: ("1", 1)}  # job -> (loss.cdl.weight, seed)
 
 
 def read_wandb_records(path: Path) -> list:
@@ -40,53 +39,84 @@ def read_wandb_records(path: Path) -> list:
     return records
 
 
-def test_offline_sweep_runs_carry_config_group_tags_and_curves(tmp_path):
-    env = {
-        "WANDB_MODE": "offline",
-        **{
-            k: str(tmp_path / "wandb_home") for k in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR")
-        },
-    }
-    args = ["-m", "debug=smoke", "loss=contrastive", "loss.cdl.weight=0.1", "sampler=para_ddpm", "seed=0,1"]
-    result = run_cli(args, cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
-    for job in (0, 1):
+class OfflineRun:
+    """What one run folder's offline W&B run recorded."""
+
+    def __init__(self, folder: Path):
+        (self.file,) = folder.glob("wandb/offline-run-*/run-*.wandb")
+        records = read_wandb_records(self.file)
+        (self.run,) = [r.run for r in records if r.HasField("run")]
+        self.config_json = {
+            u.key: u.value_json for r in records if r.HasField("config") for u in r.config.update
+        }
+        self.config = {k: json.loads(v) for k, v in self.config_json.items()}
+        self.summary = {
+            u.key or "/".join(u.nested_key): json.loads(u.value_json)
+            for r in records
+            if r.HasField("summary")
+            for u in r.summary.update
+        }
+        self.history = {
+            item.key or "/".join(item.nested_key): json.loads(item.value_json)
+            for r in records
+            if r.HasField("history")
+            for item in r.history.item
+        }
+
+    def table(self, key: str) -> dict:
+        return json.loads((self.file.parent / "files" / self.history[f"{key}_table/path"]).read_text())
+
+
+def test_sweep_runs_are_named_and_grouped_by_what_was_swept(weight_sweep_run):
+    sweep = weight_sweep_run
+    for job, (weight, seed) in JOBS.items():
         out = sweep / str(job)
-        (wandb_file,) = out.glob("wandb/offline-run-*/run-*.wandb")
-        records = read_wandb_records(wandb_file)
-        (run,) = [r.run for r in records if r.HasField("run")]
-        assert (
-            run.display_name
-            == f"debug=smoke,loss=contrastive,loss.cdl.weight=0.1,sampler=para_ddpm,seed={job}"
-        )
-        assert run.run_group == sweep.name  # every job of the sweep in one group
-        assert list(run.tags) == [
+        wandb = OfflineRun(out)
+        assert wandb.run.display_name == f"loss.cdl.weight={weight},seed={seed}"  # only what the sweep varies
+        assert wandb.run.run_group == "loss.cdl.weight,seed/sweep"  # every job of the sweep in one group
+        assert wandb.run.job_type == "train"
+        assert list(wandb.run.tags) == [
             "data=eight_gaussians",
             "model=mlp",
             "loss=contrastive",
             "sampler=para_ddpm",
             "debug=smoke",
         ]
-        assert run.job_type == "train"
-        config = {
-            u.key: json.loads(u.value_json) for r in records if r.HasField("config") for u in r.config.update
-        }
-        assert config["loss"]["cdl"]["weight"] == 0.1 and config["seed"] == job
-        assert config["eval"]["num_samples"] == 16  # the resolved value, not `${...}`
+        # the resolved config, nested; 1 is logged as 1.0 like 0.1: one column of floats to group by
+        assert wandb.config["loss"]["cdl"]["weight"] == float(weight) and wandb.config["seed"] == seed
+        assert type(wandb.config["loss"]["cdl"]["weight"]) is float and type(wandb.config["seed"]) is int
+        assert wandb.config["eval"]["num_samples"] == 16  # the resolved value, not `${...}`
 
-        history = {
-            item.key or "/".join(item.nested_key): json.loads(item.value_json)
-            for r in records
-            if r.HasField("history")
-            for item in r.history.item
-        }
-        assert history["eval/para_ddpm/samples/_type"] == "images/separated"
-        table_file = wandb_file.parent / "files" / history["eval/para_ddpm/mmd_per_pass_curve_table/path"]
-        table = json.loads(table_file.read_text())
-        assert table["columns"] == ["pass", "nfe", "mmd"] and len(table["data"]) >= 1
+        # the summary holds every final metric of summary.json, not only the keys logged last
+        metrics = json.loads((out / "summary.json").read_text())["metrics"]
+        assert set(metrics) <= set(wandb.summary), sorted(set(metrics) - set(wandb.summary))
+        for key, value in metrics.items():
+            assert wandb.summary[key] == pytest.approx(value, rel=1e-6), key
+
+        # curves as tables under one key per run, so a panel overlays the runs
         passes = json.loads(next((out / "eval").glob("para_ddpm_passes_step*.json")).read_text())["passes"]
-        assert [row[0] for row in table["data"]] == [p["pass"] for p in passes]
+        table = wandb.table("eval/para_ddpm/mmd_per_pass_curve")
+        assert table["columns"] == ["pass", "nfe", "mmd"] and [r[0] for r in table["data"]] == [
+            p["pass"] for p in passes
+        ]
+        mse = wandb.table("val/mse_logsnr_curve")
+        assert mse["columns"] == ["log_snr", "mse"] and len(mse["data"]) == 8  # debug=smoke: 8 levels
+        assert mse["data"] == sorted(mse["data"]) and all(m > 0 for _, m in mse["data"])
+        assert wandb.history["eval/para_ddpm/samples/_type"] == "images/separated"
 
-        hparams = yaml.safe_load((out / "csv" / "hparams.yaml").read_text())
-        assert hparams["loss"]["cdl"]["weight"] == 0.1 and hparams["seed"] == job
+
+def test_an_evaluation_joins_its_training_runs_group(weight_sweep_run, tmp_path):
+    trained = weight_sweep_run / "2"
+    out = tmp_path / "eval"
+    args = [f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}", "sampler=ddpm", f"hydra.run.dir={out}"]
+    result = run_cli(args, cwd=tmp_path, env=offline_wandb_env(tmp_path), module="ctdm.evaluate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    training, evaluation = OfflineRun(trained), OfflineRun(out)
+    assert evaluation.run.job_type == "eval" and evaluation.run.run_group == training.run.run_group
+    # named after the run it scored and its own overrides, not the groups ctdm.evaluate re-chose itself
+    assert evaluation.run.display_name == "loss.cdl.weight=1,seed=0 eval sampler=ddpm"
+    assert evaluation.config["trained_run"]["id"] == training.run.run_id
+    assert evaluation.config["trained_run"]["step"] == 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert evaluation.summary["eval/ddpm/mmd"] == pytest.approx(metrics["eval/ddpm/mmd"], rel=1e-6)
+    assert "W&B, offline: wandb sync" in result.stdout and "sampler  samples  MMD^2" in result.stdout

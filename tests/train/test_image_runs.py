@@ -1,6 +1,7 @@
 """Image and file-backed data through the real entry point, and a short digits run that learns."""
 
 import json
+import re
 
 import lightning as L
 import pytest
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny nets on a shared 2-core machine: threads only contend
 
 
-def _smoke(tmp_path, args):
+def _smoke(tmp_path, args, stdout=None):
     out = tmp_path / "run"
     result = run_cli(
         [*args, "debug=smoke", "logger=csv", f"hydra.run.dir={out}"], cwd=tmp_path, env=ONE_THREAD
@@ -26,6 +27,8 @@ def _smoke(tmp_path, args):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["global_step"] == 4
     assert summary["plots"] and all(p.endswith(".png") for p in summary["plots"])
+    if stdout is not None:
+        stdout.append(result.stdout)
     return summary
 
 
@@ -42,8 +45,18 @@ def test_cifar10_smoke_on_fake_files(tmp_path):
     assert {"eval/ddpm/fid", "eval/ddpm/kid"} <= set(summary["metrics"])
 
 
-def test_digits_smoke_with_the_small_unet(tmp_path):
-    _smoke(tmp_path, ["model=unet_small", "data=digits"])
+def test_digits_smoke_with_the_small_unet_ends_with_a_table_of_fid_and_kid(tmp_path):
+    printed = []
+    metrics = _smoke(tmp_path, ["model=unet_small", "data=digits"], printed)["metrics"]
+    lines = printed[0].splitlines()
+    header = next(line for line in lines if line.split()[:1] == ["sampler"])
+    assert header.split() == ["sampler", "samples", "FID", "KID", "passes", "NFE", "seconds"]
+    row = re.match(r"\s+ddpm\s+16\s+(\S+)\s+(\S+) ± (\S+)\s+20\s+20\s+(\S+)$", lines[lines.index(header) + 1])
+    assert row, lines[lines.index(header) + 1]
+    fid, kid, kid_std, _seconds = map(float, row.groups())
+    assert fid == pytest.approx(metrics["eval/ddpm/fid"], rel=1e-3)
+    assert kid == pytest.approx(metrics["eval/ddpm/kid"], rel=1e-3, abs=1e-4)
+    assert kid_std == pytest.approx(metrics["eval/ddpm/kid_std"], rel=0.05)
 
 
 def test_dino_smoke(tmp_path):
