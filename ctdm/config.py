@@ -203,9 +203,10 @@ USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, OmegaConfB
 
 
 def _user_errors() -> tuple:
-    from ctdm.callbacks.preemption import CheckpointWriteError  # Lightning: imported when a run needs it
-
-    return (*USER_ERRORS, CheckpointWriteError)
+    # CheckpointWriteError lives beside Lightning: only a run that imported it can have raised it, and a
+    # config error must not import Lightning to find out (ctdm.cli: the checks before heavy imports).
+    preemption = sys.modules.get("ctdm.callbacks.preemption")
+    return (*USER_ERRORS, preemption.CheckpointWriteError) if preemption is not None else USER_ERRORS
 
 
 def render_error(err: BaseException, cfg: DictConfig | None = None) -> str:
@@ -285,14 +286,15 @@ def user_errors(cfg: DictConfig):
     signal says how to resume and exits with PREEMPTED_EXIT_CODE. W&B runs are closed whatever happens,
     since multirun jobs share a process and the next job starts its own."""
     from ctdm import run_folder
-    from ctdm.callbacks.preemption import Preempted
 
     pristine = cfg.copy()  # Hydra's instantiate resolves interpolations in place; keys are named by these
     try:
         yield
-    except Preempted as stop:
-        print(stop.message, file=sys.stderr)
-        run_folder.release_all(cfg.paths.output_dir)
+    except SystemExit as stop:
+        # ctdm.callbacks.Preempted (a SystemExit with a message), recognised without importing Lightning
+        if getattr(stop, "message", None) is not None:
+            print(stop.message, file=sys.stderr)
+            run_folder.release_all(cfg.paths.output_dir)
         raise
     except _user_errors() as err:
         if not run_folder.remove_failed_run(cfg.paths.output_dir):
