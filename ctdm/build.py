@@ -11,6 +11,7 @@ Every object is built by Hydra from its `_target_`; the order of the calls is th
 user can get wrong is built before any data is read).
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +123,48 @@ def load_module(path: str | Path, cfg: DictConfig | None = None, key: str = "ckp
     if stored:
         module.run_config = checkpoint["ctdm_config"]
     return module.eval()
+
+
+def check_before_fit(cfg: DictConfig, run: Run) -> None:
+    """What would otherwise fail during fit, after the first steps or at the end: the optimizer and LR
+    schedule the module builds from its partials (model.optimizer, model.lr_scheduler), the checkpoint
+    folders (written at the first validation), and whether the sample evaluation fits in memory."""
+    module = run.module
+    try:
+        optimizer = module.optimizer_factory(params=module.parameters())
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"model.optimizer ({_target(cfg.model.optimizer)}): {err}") from None
+    if module.lr_scheduler_factory is not None:
+        try:
+            module.lr_scheduler_factory(optimizer=optimizer)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"model.lr_scheduler ({_target(cfg.model.lr_scheduler)}): {err}") from None
+    names = list((cfg.get("callbacks") or {}).keys())
+    for name, callback in zip(names, run.callbacks, strict=False):
+        folder = getattr(callback, "dirpath", None) or getattr(
+            getattr(callback, "path", None), "parent", None
+        )
+        if folder is not None:
+            check_writable(folder, f"callbacks.{name}.dirpath")
+    for callback in run.callbacks:
+        check_memory = getattr(callback, "check_memory", None)
+        if check_memory is not None:
+            check_memory(run.module, run.datamodule, run.trainer)
+
+
+def _target(node) -> str:
+    return str(node.get("_target_", "?")) if isinstance(node, DictConfig) else "?"
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """Make `folder` and write a file into it, or fail naming the key (before any training step)."""
+    probe = Path(folder) / f".write_test.{os.getpid()}"
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(
+            f"{key}={str(folder)!r}: cannot write there ({err.strerror or err}: {err.filename or folder}); "
+            "checkpoints would fail at the first validation. Choose a writable folder."
+        ) from None

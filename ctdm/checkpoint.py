@@ -3,6 +3,7 @@ config builds. Training (`ckpt_path=...`) and evaluation call these before any d
 wrong file fails in a second with its name, not deep inside Lightning's restore.
 """
 
+import os
 from pathlib import Path
 
 import torch
@@ -85,3 +86,103 @@ def _differences(saved: dict, current: dict, prefix: str) -> list[tuple[str, obj
         elif a != b:
             out.append((f"{prefix}.{name}", a, b))
     return out
+
+
+# -- resuming: what a resume may not change, and the checkpoint a requeued SLURM job continues from ------
+
+RESUME_GROUPS = ("data", "model", "loss")  # what a checkpoint was trained on, with and for
+
+
+def check_resume(
+    checkpoint: dict,
+    cfg: dict,
+    choices: dict | None,
+    path: str | Path,
+    allowed: list[str] | tuple[str, ...] = (),
+) -> None:
+    """Refuse a resume that cannot continue the checkpoint's run: one with nothing left to train
+    (`trainer.max_steps` at or below the checkpoint's step), or one whose data, model or loss option
+    differs from the checkpoint's, unless `allowed` (resume_changes) names that group.
+
+    cfg: the resolved config of this command; choices: its Hydra group choices (None without Hydra).
+    """
+    step, max_steps = int(checkpoint.get("global_step", 0)), int(cfg["trainer"]["max_steps"])
+    if max_steps <= step:
+        raise CheckpointError(
+            f"trainer.max_steps={max_steps} is not above the step of ckpt_path={str(path)!r} ({step}): "
+            "resuming would train nothing. Raise trainer.max_steps to continue the run, or score the "
+            f"checkpoint with `python -m ctdm.evaluate ckpt_path={path}`."
+        )
+    unknown = sorted(set(allowed) - set(RESUME_GROUPS))
+    if unknown:
+        raise ValueError(f"resume_changes={list(allowed)}: {unknown} are not among {list(RESUME_GROUPS)}.")
+    stored = checkpoint.get("ctdm_config") or {}
+    for node in ("optimizer", "lr_scheduler"):  # restored from the checkpoint: the command's are ignored
+        a, b = (stored.get("model") or {}).get(node), (cfg.get("model") or {}).get(node)
+        if a is not None and b is not None and a != b:
+            key, was, now = next(_leaf_differences(a, b, f"model.{node}"))
+            raise CheckpointError(
+                f"{key}={now!r} differs from ckpt_path={str(path)!r}, whose run had {key}={was!r}. A resume "
+                f"restores the optimizer and its learning-rate schedule from the checkpoint, so this "
+                f"command's {key} would be ignored (a cosine schedule set up for another trainer.max_steps "
+                f"would even rise again). Resume with {key}={was!r}."
+            )
+    saved = _options(stored, checkpoint.get("ctdm_choices"))
+    current = _options(cfg, choices)
+    for group in RESUME_GROUPS:
+        if group in allowed:
+            continue
+        use_choices = group in (checkpoint.get("ctdm_choices") or {}) and group in (choices or {})
+        kind = "choice" if use_choices else "target"
+        a, b = saved[group][kind], current[group][kind]
+        if a is not None and b is not None and a != b:
+            sep = "=" if use_choices else " "
+            was, now = f"{group}{sep}{a}", f"{group}{sep}{b}"
+            raise CheckpointError(
+                f"ckpt_path={str(path)!r} was trained with {was}; this command chooses {now}. "
+                f"Resuming continues the checkpoint's run, so its {group} must stay: use {was}, or add "
+                f"resume_changes=[{group}] to go on with another {group} on purpose (e.g. fine-tuning)."
+            )
+
+
+def _leaf_differences(a, b, prefix: str):
+    """(key, a's value, b's value) for every leaf where two nested configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for name in sorted(set(a) | set(b), key=str):
+            yield from _leaf_differences(a.get(name), b.get(name), f"{prefix}.{name}")
+    elif a != b:
+        yield prefix, a, b
+
+
+def _options(cfg: dict, choices: dict | None) -> dict:
+    """{group: {"choice": the Hydra option or None, "target": what it builds}} for RESUME_GROUPS."""
+    model = cfg.get("model") or {}
+    loss = cfg.get("loss") or {}
+    targets = {
+        "data": (cfg.get("data") or {}).get("_target_"),
+        "model": (model.get("net") or {}).get("_target_") if isinstance(model.get("net"), dict) else None,
+        "loss": ", ".join(f"{k}: {v.get('_target_')}" for k, v in sorted(loss.items()) if isinstance(v, dict))
+        or None,
+    }
+    choices = choices or {}
+    return {g: {"choice": choices.get(g), "target": targets[g]} for g in RESUME_GROUPS}
+
+
+def requeued_checkpoint(output_dir: str | Path) -> Path | None:
+    """The checkpoint a requeued SLURM job continues from: the newer (by step) of the run folder's
+    `checkpoints/last.ckpt` (written when SLURM stopped the job with SIGTERM) and Lightning's
+    `hpc_ckpt_<n>.ckpt` (written by its auto-requeue handler on SIGUSR1, before the requeue). None unless
+    this is a SLURM job that was requeued (SLURM_RESTART_COUNT >= 1) or Lightning's handler wrote one."""
+    out = Path(output_dir)
+    hpc = sorted(out.glob("hpc_ckpt_*.ckpt"))
+    restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    if "SLURM_JOB_ID" not in os.environ or not (restarted or hpc):
+        return None
+    candidates = [p for p in [out / "checkpoints" / "last.ckpt", *hpc] if p.is_file()]
+    steps = {}
+    for p in candidates:
+        try:
+            steps[p] = int(load_checkpoint(p).get("global_step", 0))
+        except CheckpointError:
+            continue  # a file that the kill left unreadable: the other one
+    return max(steps, key=steps.get) if steps else None

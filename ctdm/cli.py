@@ -70,6 +70,8 @@ def check_fid_files(fid) -> None:
     if ref_stats is not None and not Path(str(ref_stats)).expanduser().is_file():
         raise FileNotFoundError(f"eval.fid.ref_stats={str(ref_stats)!r}: no such file {_missing(ref_stats)}.")
     extractor = fid.get("extractor") or {}
+    if not hasattr(extractor, "get"):  # a name (eval.fid.extractor=inception): checked when it is built
+        return
     if extractor.get("weights_path") is not None:  # InceptionV3's file
         weights.resolve_inception_weights(extractor.weights_path)
         return

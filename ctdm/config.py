@@ -11,9 +11,10 @@ the run itself relies on (`data.batch_size`, `loss.<term>.weight`, `trainer.max_
 by `SharedKeys` and range-checked by `check_config`, before any data is read.
 """
 
+import inspect
+import math
 import os
 import re
-import shutil
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class CtdmConfig:
     task_name: str = MISSING
     seed: int | None = MISSING
     ckpt_path: str | None = MISSING
+    # What a resume (ckpt_path=...) may change on purpose among data, model, loss (ctdm.checkpoint).
+    resume_changes: list[str] = field(default_factory=list)
     optimized_metric: str | None = MISSING
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -126,12 +129,24 @@ def _shared_keys(cfg: DictConfig) -> SharedKeys:
 
 def check_config(cfg: DictConfig) -> None:
     """Value checks on what the run itself relies on; nothing is built, read or written here."""
+    try:  # the likelihood settings check their values when built (names: their own fields)
+        OmegaConf.to_object(cfg.diffusion.likelihood)
+    except ValueError as err:
+        raise ValueError(f"diffusion.likelihood.{err}") from None
     keys = _shared_keys(cfg)
     if keys.trainer.max_steps < 1:
         raise ValueError(
             f"trainer.max_steps={keys.trainer.max_steps}: ctdm trains for a fixed number of optimizer "
             "steps (the cosine LR schedule's T_max and the evaluation schedule follow it), so it must be "
             "an integer >= 1; Lightning's -1 (no limit) is not supported."
+        )
+    interval = cfg.trainer.get("val_check_interval")
+    if interval is not None and (
+        isinstance(interval, bool) or not isinstance(interval, int | float) or not 0 < interval < math.inf
+    ):
+        raise ValueError(
+            f"trainer.val_check_interval={interval!r}: validate (and checkpoint) every this many steps, an "
+            "integer >= 1, or a fraction of an epoch in (0, 1]; null validates once per epoch."
         )
     batch = keys.data.batch_size
     if batch < 1:
@@ -159,6 +174,19 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def check_finite_metrics(metrics: dict, output_dir: str | Path) -> None:
+    """A run whose final metrics are NaN or infinite did not produce a result: an error, no summary.json
+    (its checkpoints stay, for a look at what went wrong)."""
+    bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        listed = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
+        raise ValueError(
+            f"The run finished with non-finite metrics ({listed}), so it has no result: no summary.json is "
+            f"written. Its checkpoints are kept in {output_dir}; look at train/loss and "
+            "train/skipped_steps in its logs (model.skip_nonfinite, model.optimizer.lr, the data)."
+        )
+
+
 def check_optimized_metric(name: str | None, metrics: dict) -> None:
     """A sweeper optimises `optimized_metric`: a name this run did not produce is an error, not None."""
     if name is not None and name not in metrics:
@@ -169,9 +197,16 @@ def check_optimized_metric(name: str | None, metrics: dict) -> None:
 
 # -- one-paragraph errors ------------------------------------------------------------------------
 
-# What a user can fix in the config, a data file or a checkpoint; anything else is a bug and keeps
-# its traceback.
+# What a user can fix in the config, a data file, a checkpoint or the output folder; anything else is
+# a bug and keeps its traceback. (CheckpointWriteError: a checkpoint that could not be written.)
 USER_ERRORS = (ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException)
+
+
+def _user_errors() -> tuple:
+    # CheckpointWriteError lives beside Lightning: only a run that imported it can have raised it, and a
+    # config error must not import Lightning to find out (ctdm.cli: the checks before heavy imports).
+    preemption = sys.modules.get("ctdm.callbacks.preemption")
+    return (*USER_ERRORS, preemption.CheckpointWriteError) if preemption is not None else USER_ERRORS
 
 
 def render_error(err: BaseException, cfg: DictConfig | None = None) -> str:
@@ -179,12 +214,18 @@ def render_error(err: BaseException, cfg: DictConfig | None = None) -> str:
 
     Hydra's instantiate error carries the node's `full_key` (e.g. `loss.cdl`) and wraps the class's
     own error ("points must be an integer >= 1, got 0."): when that message starts with one of the
-    node's keys, the paragraph names it in full ("loss.cdl.points: points must be ...").
+    node's keys, the paragraph names it in full ("loss.cdl.points: points must be ..."). A key the
+    chosen class does not take is named with the arguments it does take.
     """
     if isinstance(err, InstantiationException):
         match = re.search(r"^full_key: (\S+)$", str(err), re.MULTILINE)
-        full_key = match.group(1) if match else None
+        full_key = _user_key(cfg, match.group(1)) if match else None
         cause = err.__cause__
+        node = OmegaConf.select(cfg, full_key) if cfg is not None and full_key else None
+        if isinstance(cause, TypeError) and isinstance(node, DictConfig):
+            unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+            if unexpected:
+                return _not_applicable(full_key, node, unexpected.group(1))
         if cause is None:  # Hydra's own complaint (e.g. a target it cannot locate): its first line
             message = str(err).splitlines()[0]
         else:
@@ -192,7 +233,6 @@ def render_error(err: BaseException, cfg: DictConfig | None = None) -> str:
         if full_key is None or re.match(r"[A-Za-z_]\w*\.\w", message):  # already names a key path
             return message
         first = re.match(r"[A-Za-z_]\w*", message)
-        node = OmegaConf.select(cfg, full_key) if cfg is not None else None
         if first and isinstance(node, DictConfig) and first.group() in node:
             return f"{full_key}.{first.group()}: {message}"
         return f"{full_key}: {message}"
@@ -201,30 +241,73 @@ def render_error(err: BaseException, cfg: DictConfig | None = None) -> str:
     return str(err)
 
 
+def _user_key(cfg: DictConfig | None, full_key: str) -> str:
+    """The key a user sets for `full_key`, following interpolations: Hydra names the sampler by where it
+    is built (callbacks.sample_evaluation.samplers.selected), the user sets it as `sampler`."""
+    if cfg is None:
+        return full_key
+    path, node = [], cfg
+    for part in full_key.split("."):
+        child = node._get_node(part) if isinstance(node, DictConfig) else None
+        if child is None:
+            return full_key
+        path.append(part)
+        raw = child._value() if child._is_interpolation() else None
+        target = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+        if target:
+            path = target.group(1).split(".")
+            child = OmegaConf.select(cfg, target.group(1))
+        node = child
+    return ".".join(path)
+
+
+def _not_applicable(full_key: str, node: DictConfig, key: str) -> str:
+    """`<node>.<key>` is set but the class the node chose takes no such argument."""
+    target = node.get("_target_", "?")
+    try:
+        from hydra.utils import get_object
+
+        parameters = inspect.signature(get_object(target)).parameters
+        takes = [n for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        allowed = f"; it takes: {', '.join(takes)}"
+    except Exception:  # noqa: BLE001 (the list is a courtesy; the key is the message)
+        allowed = ""
+    return (
+        f"{full_key}.{key} does not apply to the chosen option ({target}), which has no argument {key!r}"
+        f"{allowed}. Remove the key, or choose an option it applies to."
+    )
+
+
 @contextmanager
 def user_errors(cfg: DictConfig):
-    """The CLI entry points' frame: a config, data file or checkpoint the user can fix prints one
-    paragraph, no traceback, exit 1, and no run folder is left behind if nothing was written yet
-    (HYDRA_FULL_ERROR=1 keeps the whole trace). W&B runs are closed whatever happens, since multirun
-    jobs share a process and the next job starts its own."""
+    """The CLI entry points' frame: a config, data file, checkpoint or folder the user can fix prints
+    one paragraph, no traceback, exit 1, and the run folder goes unless the run wrote a checkpoint into
+    it (ctdm.run_folder.remove_failed_run; HYDRA_FULL_ERROR=1 keeps the whole trace). A run stopped by a
+    signal says how to resume and exits with PREEMPTED_EXIT_CODE. W&B runs are closed whatever happens,
+    since multirun jobs share a process and the next job starts its own."""
+    from ctdm import run_folder
+
+    pristine = cfg.copy()  # Hydra's instantiate resolves interpolations in place; keys are named by these
     try:
         yield
-    except USER_ERRORS as err:
-        remove_failed_run_folder(cfg.paths.output_dir)
+    except SystemExit as stop:
+        # ctdm.callbacks.Preempted (a SystemExit with a message), recognised without importing Lightning
+        if getattr(stop, "message", None) is not None:
+            print(stop.message, file=sys.stderr)
+            run_folder.release_all(cfg.paths.output_dir)
+        raise
+    except _user_errors() as err:
+        if not run_folder.remove_failed_run(cfg.paths.output_dir):
+            run_folder.release_all(cfg.paths.output_dir)
+        else:
+            run_folder.remove_failed_sweep()
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"Error: {render_error(err, cfg)}\n(HYDRA_FULL_ERROR=1 prints the trace.)", file=sys.stderr)
+        print(
+            f"Error: {render_error(err, pristine)}\n(HYDRA_FULL_ERROR=1 prints the trace.)", file=sys.stderr
+        )
         sys.exit(1)
     finally:
         wandb = sys.modules.get("wandb")  # a run that failed before importing it has none to close
         if wandb is not None and getattr(wandb, "run", None) is not None:
             wandb.finish()
-
-
-def remove_failed_run_folder(output_dir: str | Path) -> None:
-    """Hydra makes the run folder before the task starts; a run that fails before writing anything
-    of its own leaves nothing but Hydra's files there, so the folder goes."""
-    out = Path(output_dir)
-    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"} if HydraConfig.initialized() else {".hydra"}
-    if out.is_dir() and {p.name for p in out.iterdir()} <= hydra_files:
-        shutil.rmtree(out, ignore_errors=True)

@@ -9,8 +9,9 @@ the config alone: a pretrained network (`model=pretrained_ddpm`) scored before a
 It runs the same SampleEvaluation a training run ends with, inside `trainer.validate` (so
 `trainer=ddp_cpu` or `trainer=ddp` shard the samples over ranks and the held-out metrics
 val/nll, val/cdl_acc come along), and writes into its own run folder (logs/evaluate/runs/...):
-`metrics.json` (flat `eval/<sampler>/<metric>` and `val/*` keys), `samples_<sampler>.npz` and the
-sample plots. Its W&B run joins the group of the run it scores (ctdm.tracking.evaluation_identity).
+`metrics.json` (flat `eval/<sampler>/<metric>` and `val/*` keys), `samples_<sampler>.npy` (every sample,
+written as it is drawn: memory follows eval.batch_size, not eval.num_samples) and the sample plots. Its
+W&B run joins the group of the run it scores (ctdm.tracking.evaluation_identity).
 
 Why the checkpoint's group choices are added to the command line before Hydra parses it, rather than the
 config being composed from the run's own .hydra folder: Hydra composes before any of ctdm's code runs, and
@@ -30,6 +31,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ctdm import run_folder
 from ctdm.cli import preflight, quiet_libraries
 from ctdm.config import user_errors
 
@@ -86,7 +88,15 @@ def evaluation_config(
 
 def evaluate(cfg: DictConfig) -> dict:
     """Build the model (from the checkpoint, or the config alone), validate and sample; returns the
-    metrics, also written to metrics.json."""
+    metrics, also written to metrics.json. The run folder is locked meanwhile (ctdm.run_folder)."""
+    run_folder.hold(cfg.paths.output_dir, run_folder.output_dir_key())
+    try:
+        return _evaluate(cfg)
+    finally:
+        run_folder.release(cfg.paths.output_dir)
+
+
+def _evaluate(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     (out / "metrics.json").unlink(missing_ok=True)  # only this run's may exist
     checkpoint = None
@@ -119,8 +129,10 @@ def evaluate(cfg: DictConfig) -> dict:
             "ctdm.callbacks.SampleEvaluation."
         )
     evaluation.step = step  # plots and logs carry the checkpoint's step
+    evaluation.samples_dir = out  # samples_<sampler>.npy, written as they come
     # (no checkpoint: the likelihood reference comes from the data)
     run = build_run(cfg, model, [evaluation], identity)
+    evaluation.check_memory(model, run.datamodule, run.trainer)  # refused with the estimate, before sampling
     log.info("Evaluating %s into %s", cfg.get("ckpt_path") or "the config's model", out)
     validation = run.trainer.validate(model, datamodule=run.datamodule, verbose=False)
     metrics = {k: float(v) for k, v in (validation[0] if validation else {}).items()}
@@ -135,22 +147,20 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def write_outputs(out: Path, metrics: dict, evaluation) -> None:
-    """metrics.json (atomically: it exists only for a finished evaluation) and one npz per sampler."""
+    """metrics.json (atomically: it exists only for a finished evaluation); the samples are already in
+    samples_<sampler>.npy (written as they came)."""
     import json
-
-    import numpy as np
 
     from ctdm.evaluation import sampler_table
 
     out.mkdir(parents=True, exist_ok=True)
-    for name, samples in evaluation.samples.items():
-        np.savez_compressed(out / f"samples_{name}.npz", samples=samples.numpy())
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     tmp.replace(out / "metrics.json")
     lines = [f"Evaluation finished: {out}", *sampler_table(metrics)]
     lines += [f"  {k}: {v:.6g}" for k, v in sorted(metrics.items()) if len(k.split("/")) != 3]
     lines += [f"  plot: {p}" for p in evaluation.plots.values()]
+    lines += [f"  samples: {r.samples_file}" for r in evaluation.result.samplers if r.samples_file]
     print("\n".join(lines), flush=True)
 
 

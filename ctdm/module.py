@@ -40,11 +40,18 @@ class DiffusionModule(L.LightningModule):
         likelihood: LikelihoodSettings | Mapping | None = None,
         val_seed: int = 0,
         skip_nonfinite: bool = False,
+        max_skipped_fraction: float = 0.01,
         compile: bool | Mapping = False,
         channels_last: bool = False,
     ):
         super().__init__()
         check_weights(loss)
+        if isinstance(max_skipped_fraction, bool) or not (
+            isinstance(max_skipped_fraction, (int, float)) and 0 <= max_skipped_fraction <= 1
+        ):
+            raise ValueError(
+                f"max_skipped_fraction must be a number in [0, 1], got {max_skipped_fraction!r}."
+            )
         if not isinstance(compile, (bool, Mapping)) or not isinstance(channels_last, bool):
             raise ValueError(
                 f"model.compile={compile!r}, model.channels_last={channels_last!r}: compile is true, false "
@@ -74,6 +81,7 @@ class DiffusionModule(L.LightningModule):
         # the run's seed), so a resumed run draws exactly what a straight run would.
         self.noise_seed = 0
         self.skip_nonfinite = skip_nonfinite
+        self.max_skipped_fraction = max_skipped_fraction
         self.skipped_steps = 0  # steps skipped for a non-finite loss (skip_nonfinite), in checkpoints
 
     @property
@@ -140,6 +148,11 @@ class DiffusionModule(L.LightningModule):
             if not self.skip_nonfinite:
                 raise NonFiniteLossError(step, total, terms)
             self.skipped_steps += 1  # returning None skips backward and the optimizer's update
+            allowed = self.max_skipped_fraction * self.trainer.max_steps
+            if self.skipped_steps > allowed:  # the run can no longer end within its budget: stop now
+                raise TooManySkippedSteps(
+                    step, self.skipped_steps, self.max_skipped_fraction, self.trainer.max_steps
+                )
         else:
             self.log("train/loss", total, prog_bar=True)
             self.log_dict({f"train/{k}": v for k, v in terms.items()})
@@ -196,6 +209,19 @@ def likelihood_settings(likelihood: LikelihoodSettings | Mapping | None) -> Like
 def step_seed(seed: int, step: int, rank: int) -> int:
     """A well-mixed seed for (run seed, global step, rank): the training noise of that step on that rank."""
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class TooManySkippedSteps(ValueError):
+    """More steps were skipped for a non-finite loss than model.max_skipped_fraction allows."""
+
+    def __init__(self, step: int, skipped: int, fraction: float, max_steps: int):
+        super().__init__(
+            f"model.max_skipped_fraction={fraction}: {skipped} of the steps up to step {step} had a "
+            f"non-finite loss and were skipped (model.skip_nonfinite=true), more than {fraction:g} x "
+            f"trainer.max_steps={max_steps} allows, so the run cannot give a trustworthy model. Lower the "
+            "learning rate (model.optimizer.lr), check the data for NaN or inf, or raise "
+            "model.max_skipped_fraction."
+        )
 
 
 class NonFiniteLossError(ValueError):

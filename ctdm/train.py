@@ -8,13 +8,16 @@ ctdm.cli.preflight, so a config error is refused in seconds.
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ctdm import run_folder
 from ctdm.cli import preflight, quiet_libraries
-from ctdm.config import check_optimized_metric, user_errors
+from ctdm.config import check_finite_metrics, check_optimized_metric, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +28,35 @@ def train(cfg: DictConfig) -> dict:
     Everything a user can get wrong is checked first, in this order, before any data is read:
     before Lightning is imported, the config's values, the files it names and the arguments of the
     loss terms and samplers (ctdm.cli.preflight), and the checkpoint to resume from is read; then the
-    module (each class checks its own arguments) and the checkpoint's network against it.
+    module (each class checks its own arguments) and the checkpoint's network against it. The run folder
+    is locked for the run (ctdm.run_folder).
     """
+    run_folder.hold(cfg.paths.output_dir, run_folder.output_dir_key())
+    try:
+        return _train(cfg)
+    finally:
+        run_folder.release(cfg.paths.output_dir)
+
+
+def _train(cfg: DictConfig) -> dict:
     (Path(cfg.paths.output_dir) / "summary.json").unlink(missing_ok=True)  # only this run's may exist
     preflight(cfg)  # before the heavy imports below
+    from ctdm.checkpoint import load_checkpoint, requeued_checkpoint
+
+    if cfg.get("ckpt_path") is None and (requeued := requeued_checkpoint(cfg.paths.output_dir)):
+        log.warning("Requeued SLURM job %s: resuming from %s", os.environ.get("SLURM_JOB_ID"), requeued)
+        cfg.ckpt_path = str(requeued)
     checkpoint = None
     if cfg.get("ckpt_path") is not None:
-        from ctdm.checkpoint import load_checkpoint
-
         checkpoint = load_checkpoint(cfg.ckpt_path)
     quiet_libraries()
     import lightning as L
     import torch
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from ctdm.build import build_callbacks, build_module, build_run
-    from ctdm.callbacks import SampleEvaluation
-    from ctdm.checkpoint import check_network
+    from ctdm.build import build_callbacks, build_module, build_run, check_before_fit, resolved_config
+    from ctdm.callbacks import Preempted, Preemption, SampleEvaluation, checkpoint_paths
+    from ctdm.checkpoint import check_network, check_resume
     from ctdm.tracking import offline_runs, record_summary
 
     if cfg.get("seed") is not None:
@@ -49,6 +65,7 @@ def train(cfg: DictConfig) -> dict:
     model = build_module(cfg)
     if checkpoint is not None:
         check_network(checkpoint, model, OmegaConf.to_container(cfg.model, resolve=True), cfg.ckpt_path)
+        check_resume(checkpoint, resolved_config(cfg), _choices(), cfg.ckpt_path, cfg.resume_changes)
         _continue_wandb_run(cfg, checkpoint)
         del checkpoint  # Lightning reads it again in fit
     callbacks = build_callbacks(cfg)
@@ -60,31 +77,45 @@ def train(cfg: DictConfig) -> dict:
     # The training order and noise depend on (seed, step, rank) alone, so a resumed run replays them.
     seed = cfg.seed if cfg.get("seed") is not None else torch.initial_seed()
     model.noise_seed = datamodule.shuffle_seed = seed
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    check_before_fit(cfg, run)  # the optimizer and the evaluation's memory, before any step
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:
+        saved = next((c.saved for c in callbacks if isinstance(c, Preemption)), None)
+        raise Preempted(trainer.global_step, saved, _resume_command()) from None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     for callback in callbacks:
         if isinstance(callback, SampleEvaluation):
             metrics.update(callback.results)
+    check_finite_metrics(metrics, cfg.paths.output_dir)
     check_optimized_metric(cfg.get("optimized_metric"), metrics)
     record_summary(run.loggers, metrics)
     plots = [str(p) for c in callbacks if isinstance(c, SampleEvaluation) for p in c.plots.values()]
-    checkpoints = [c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)]
-    # The one that monitors a metric keeps the best; the one that does not, the latest (callbacks/).
-    best = next((c.best_model_path for c in checkpoints if c.monitor), None)
-    last = next((c.best_model_path or c.last_model_path for c in checkpoints if not c.monitor), None)
+    last, best = checkpoint_paths(callbacks, cfg.paths.output_dir)  # this run's own files only
     summary = {
         "output_dir": str(cfg.paths.output_dir),
         "global_step": trainer.global_step,
         "metrics": metrics,
         "plots": plots,
-        "last_checkpoint": last or next((c.last_model_path for c in checkpoints if c.last_model_path), None),
+        "last_checkpoint": last,
         "best_checkpoint": best,
         "wandb_offline": [str(p) for p in offline_runs(run.loggers)],  # to `wandb sync` later
     }
     if trainer.is_global_zero:
         _write_summary(summary)
     return summary
+
+
+def _choices() -> dict | None:
+    return OmegaConf.to_container(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else None
+
+
+def _resume_command() -> str:
+    """`python -m ctdm.train <this run's overrides>` without its ckpt_path: the command that resumes it."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    kept = [o for o in overrides if not o.startswith("ckpt_path=")]
+    return " ".join(["python -m ctdm.train", *kept])
 
 
 def _continue_wandb_run(cfg: DictConfig, checkpoint: dict) -> None:
@@ -117,7 +148,8 @@ def _write_summary(summary: dict) -> None:
     if "eval/normal_mmd" in m:
         lines.append(f"  eval/normal_mmd (standard-normal baseline): {m['eval/normal_mmd']:.3e}")
     lines += [f"  plot: {p}" for p in summary["plots"]]
-    lines.append(f"  checkpoints: {summary['last_checkpoint']} (last), {summary['best_checkpoint']} (best)")
+    best = summary["best_checkpoint"] or "none written by this run"
+    lines.append(f"  checkpoints: {summary['last_checkpoint']} (last), {best} (best)")
     lines += [f"  W&B, offline: wandb sync {p}" for p in summary.get("wandb_offline", [])]
     print("\n".join(lines), flush=True)
 

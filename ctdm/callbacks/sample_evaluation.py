@@ -25,15 +25,19 @@ from ctdm.evaluation import (
     ImageScorer,
     MMDScorer,
     Ranks,
+    budget,
     evaluate_samplers,
     image_scorer,
     is_image_data,
     write_outputs,
 )
 from ctdm.metrics import check_bandwidth
+from ctdm.metrics.image import build_extractor
 from ctdm.tracking import wandb_pass_curve
 
 log = logging.getLogger(__name__)
+
+IMAGE_PREVIEW = 64  # generated images an evaluation keeps in memory (the plot's grid); the rest stream
 
 
 class SampleEvaluation(L.Callback):
@@ -101,6 +105,9 @@ class SampleEvaluation(L.Callback):
         self.mmd_units = mmd_units  # ctdm.metrics.mmd2's units: sigma (ctdm's) or paper (the authors')
         self.mmd_threshold, self.batch_size = mmd_threshold, batch_size
         self.fid = dict(fid or {})
+        kid_max = self.fid.get("kid_max_samples", 10_000)
+        if kid_max is not None and (isinstance(kid_max, bool) or not isinstance(kid_max, int) or kid_max < 2):
+            raise ValueError(f"eval.fid.kid_max_samples must be null or an integer >= 2, got {kid_max!r}.")
         self.progress_bar = progress_bar
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.image_scorer: ImageScorer | None = None  # built at the first image evaluation (real side once)
@@ -108,6 +115,7 @@ class SampleEvaluation(L.Callback):
         self.result: EvaluationResult | None = None
         self.plots: dict[str, Path] = {}
         self.step: int | None = None  # the training step to report (ctdm.evaluate: the checkpoint's)
+        self.samples_dir: Path | None = None  # where every sample is written as it comes (ctdm.evaluate)
 
     @property
     def results(self) -> dict[str, float]:
@@ -163,6 +171,7 @@ class SampleEvaluation(L.Callback):
                 real_count=self.fid.get("real_count"),
                 kid_subset_size=self.fid.get("kid_subset_size", 1000),
                 kid_subsets=self.fid.get("kid_subsets", 100),
+                kid_max_samples=self.fid.get("kid_max_samples", 10_000),
                 batch_size=self.batch_size or 64,
                 ranks=ranks,
                 device=pl_module.device,
@@ -191,6 +200,8 @@ class SampleEvaluation(L.Callback):
                 device=pl_module.device,
                 precision=getattr(trainer, "precision", None),  # as in training (bf16)
                 progress=self.progress_bar,
+                samples_dir=self.samples_dir,  # streamed to disk; only a preview of images is kept
+                keep=IMAGE_PREVIEW if is_image_data(trainer.datamodule) else None,
             )
         finally:
             pl_module.train(was_training)
@@ -199,6 +210,40 @@ class SampleEvaluation(L.Callback):
         if trainer.is_global_zero:
             self._log(trainer, step)
         return self.results
+
+    def check_memory(self, module, datamodule, trainer) -> None:
+        """Refuse, before any training step, an evaluation that cannot fit in memory, with the estimate
+        (ctdm.evaluation.budget), on the device and number of ranks of `trainer`; for images, the FID
+        feature extractor is built now, so an unknown one fails before training, not after it."""
+        datamodule.setup("fit")
+        if is_image_data(datamodule) and self.image_scorer is None and self._extractor is None:
+            try:
+                self._extractor = build_extractor(self._build_extractor() or "inception")
+            except ValueError as err:
+                raise ValueError(f"eval.fid.extractor: {err}") from None
+        shape = tuple(datamodule.x_val.shape[1:])
+        train_images = getattr(datamodule, "images_train", None)
+        options = dict(
+            num_samples=self.num_samples,
+            world=max(1, trainer.num_nodes * trainer.num_devices),  # each rank draws its share
+            per_row=budget.forward_bytes_per_row(module.parameterization, shape),
+            images=is_image_data(datamodule),
+            reference_points=len(datamodule.x_val),
+            real_images=self.fid.get("real_count") or (len(train_images) if train_images is not None else 0),
+            kid_max_samples=self.fid.get("kid_max_samples", 10_000),
+        )
+        needed = budget.estimate(self.samplers, shape, batch_size=self.batch_size, **options)
+        one_row = budget.estimate(self.samplers, shape, batch_size=1, **options)
+        rows_cost = one_row.parts["sampling"] + one_row.parts["chunk gathered and written"]
+        available, where = budget.available_bytes(trainer.strategy.root_device)
+        budget.check_fits(
+            needed,
+            available,
+            where,
+            num_samples=self.num_samples,
+            batch_size=self.batch_size,
+            rows_cost=rows_cost,
+        )
 
     def _log(self, trainer, step: int) -> None:
         metrics = self.results

@@ -6,6 +6,7 @@ Held-out images (`x_val`, also the evaluation reference) are a seeded subset of 
 the test split (MNIST, CIFAR-10) or of images held out from the set (digits, image folders).
 """
 
+import math
 import os
 import pickle
 from pathlib import Path
@@ -168,19 +169,31 @@ class _TorchvisionDataModule(ImageDataModule):
     def load(self):
         try:
             return self._images(self._dataset(True)), self._images(self._dataset(False))
-        except (RuntimeError, OSError) as err:
-            raise FileNotFoundError(
-                f"{self.name} not found or incomplete under data.root={self.root!r} "
-                f"(absolute: {os.path.abspath(self.root)}), with data.download={self.download}. "
-                + (
-                    "The download failed: check the network, or put the files there yourself. "
-                    if self.download
-                    else "Pass data.download=true to fetch it (needs the internet), or point data.root "
-                    "at a folder that holds it. "
-                )
-                + self._hint()
-                + f"{offline_route(self.option)} torchvision said: {err}"
-            ) from err
+        except Exception as err:  # torchvision fails in many ways; find the file it could not read
+            bad = self._bad_file()
+            if bad is not None:
+                raise ValueError(f"{self.name} under data.root={self.root!r}: {bad}") from err
+            if not isinstance(err, (RuntimeError, OSError)):
+                raise
+            self._not_found(err)
+
+    def _bad_file(self) -> str | None:
+        """'<file>: what is wrong with it' for the first file of the set that is present but unreadable."""
+        return None
+
+    def _not_found(self, err: Exception):
+        raise FileNotFoundError(
+            f"{self.name} not found or incomplete under data.root={self.root!r} "
+            f"(absolute: {os.path.abspath(self.root)}), with data.download={self.download}. "
+            + (
+                "The download failed: check the network, or put the files there yourself. "
+                if self.download
+                else "Pass data.download=true to fetch it (needs the internet), or point data.root "
+                "at a folder that holds it. "
+            )
+            + self._hint()
+            + f"{offline_route(self.option)} torchvision said: {err}"
+        ) from err
 
     def _hint(self) -> str:
         return ""
@@ -202,6 +215,27 @@ class MNISTDataModule(_TorchvisionDataModule):
 
     def _dataset(self, train: bool):
         return MNIST(self.root, train=train, download=self.download)
+
+    def _bad_file(self) -> str | None:
+        folder = Path(self.root) / "MNIST" / "raw"
+        for prefix in ("train", "t10k"):
+            for kind, magic, ndim in (("images-idx3", 2051, 3), ("labels-idx1", 2049, 1)):
+                file = folder / f"{prefix}-{kind}-ubyte"
+                if not file.is_file():
+                    continue
+                data = file.read_bytes()
+                header = 4 + 4 * ndim
+                if len(data) < header or int.from_bytes(data[:4], "big") != magic:
+                    return f"{file} is not an MNIST idx file (no magic number {magic} in its first bytes)."
+                dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+                if len(data) != header + math.prod(dims):
+                    return (
+                        f"{file} is truncated or padded: its header promises {dims} values "
+                        f"({header + math.prod(dims)} bytes), the file has {len(data)} bytes."
+                    )
+                if dims[0] == 0:
+                    return f"{file} holds no items."
+        return None
 
 
 class CIFAR10DataModule(_TorchvisionDataModule):
@@ -228,6 +262,27 @@ class CIFAR10DataModule(_TorchvisionDataModule):
     def _dataset(self, train: bool):
         cls = CIFAR10 if self.check_integrity else _UncheckedCIFAR10
         return cls(self.root, train=train, download=self.download)
+
+    def _bad_file(self) -> str | None:
+        folder = Path(self.root) / CIFAR10.base_folder
+        for name, _ in CIFAR10.train_list + CIFAR10.test_list:
+            file = folder / name
+            if not file.is_file():
+                continue
+            size = file.stat().st_size
+            try:
+                with open(file, "rb") as f:
+                    entry = pickle.load(f, encoding="latin1")
+            except Exception as err:  # noqa: BLE001 (pickle fails in many ways on a damaged file)
+                what = "empty" if size == 0 else f"truncated or not a CIFAR-10 batch ({size} bytes)"
+                return f"cannot read the batch file {file}: it is {what} ({type(err).__name__}: {err})."
+            data = entry.get("data") if isinstance(entry, dict) else None
+            if data is None or np.asarray(data).ndim != 2 or np.asarray(data).shape[1] != 3 * 32 * 32:
+                found = np.asarray(data).shape if data is not None else sorted(entry)[:5]
+                return f"the batch file {file} holds no 'data' rows of 3072 pixels (found {found})."
+            if len(data) == 0:
+                return f"the batch file {file} holds no images."
+        return None
 
     def _hint(self) -> str:
         folder = Path(self.root) / CIFAR10.base_folder
@@ -291,8 +346,8 @@ class ImageFolderDataModule(ImageDataModule):
                 f"data.root={self.root!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})."
             )
         sizes = {}
-        for f in files:  # headers only: cheap, and it fails before any decoding
-            with Image.open(f) as im:
+        for i, f in enumerate(files):  # headers only: cheap, and it fails before any decoding
+            with self._open(f, i, len(files)) as im:
                 sizes.setdefault(im.size, f)
         if len(sizes) > 1:
             (s1, f1), (s2, f2) = list(sizes.items())[:2]
@@ -307,7 +362,23 @@ class ImageFolderDataModule(ImageDataModule):
         )
         images = np.empty((len(files), self.resolution, self.resolution, self.shape[0]), dtype=np.uint8)
         for i, f in enumerate(files):  # decoding is per file; everything after is batched
-            with Image.open(f) as im:
-                im = im.convert(mode).resize((self.resolution, self.resolution), Image.LANCZOS, box=box)
+            with self._open(f, i, len(files)) as im:
+                try:
+                    im = im.convert(mode).resize((self.resolution, self.resolution), Image.LANCZOS, box=box)
+                except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt pixel data
+                    raise self._unreadable(f, i, len(files), err) from None
                 images[i] = np.asarray(im).reshape(self.resolution, self.resolution, -1)
         return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), None
+
+    def _open(self, file: Path, index: int, count: int) -> Image.Image:
+        try:
+            return Image.open(file)
+        except (OSError, ValueError, SyntaxError) as err:  # not an image (PIL: UnidentifiedImageError)
+            raise self._unreadable(file, index, count, err) from None
+
+    def _unreadable(self, file: Path, index: int, count: int, err: Exception) -> ValueError:
+        return ValueError(
+            f"data.root={self.root!r}: cannot read image {file} (file {index + 1} of {count}, sorted by "
+            f"path): {err}. Remove or replace the file (a truncated copy, or not an image despite its "
+            "extension)."
+        )

@@ -137,10 +137,18 @@ def read_datasaurus(path: str, dataset: str = "dino") -> Tensor:
             "tab-separated file with columns x and y (e.g. datasaurus_dino.tsv); pass its location "
             "with data.path=/path/to/datasaurus_dino.tsv, or data.path=null for the points ctdm ships."
         )
-    lines = [line for line in file.read_text().splitlines() if line.strip()]
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"data.path={str(path)!r} is not a text file (byte {err.start} is not UTF-8): the dino set reads "
+            "a tab- or comma-separated table with columns x and y."
+        ) from None
+    numbered = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    lines = [line for _, line in numbered]
     delimiter = "\t" if lines and "\t" in lines[0] else ","
-    rows = list(csv.reader(lines, delimiter=delimiter))
-    header = [h.strip().strip('"').lower() for h in rows[0]] if rows else []
+    rows = list(zip([i for i, _ in numbered], csv.reader(lines, delimiter=delimiter), strict=True))
+    header = [h.strip().strip('"').lower() for h in rows[0][1]] if rows else []
     if "x" not in header or "y" not in header:
         raise ValueError(
             f"data.path={str(path)!r} is not a Datasaurus-format file: its header {header} must name "
@@ -148,16 +156,22 @@ def read_datasaurus(path: str, dataset: str = "dino") -> Tensor:
         )
     ix, iy = header.index("x"), header.index("y")
     if "dataset" in header:
-        rows = [rows[0]] + [r for r in rows[1:] if r[header.index("dataset")].strip('" ') == dataset]
+        column = header.index("dataset")
+        rows = [rows[0]] + [
+            (i, r) for i, r in rows[1:] if len(r) > column and r[column].strip('" ') == dataset
+        ]
     points = []
-    for line_no, row in enumerate(rows[1:], start=2):
+    for line_no, row in rows[1:]:
         try:
-            points.append((float(row[ix]), float(row[iy])))
+            point = (float(row[ix]), float(row[iy]))
         except (ValueError, IndexError):
+            point = None
+        if point is None or not all(math.isfinite(v) for v in point):
             raise ValueError(
-                f"data.path={str(path)!r}, line {line_no}: expected numbers in columns x and y, got "
+                f"data.path={str(path)!r}, line {line_no}: expected finite numbers in columns x and y, got "
                 f"{delimiter.join(row)!r}."
-            ) from None
+            )
+        points.append(point)
     if not points:
         raise ValueError(
             f"data.path={str(path)!r} has no data rows"

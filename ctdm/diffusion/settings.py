@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # torch-free at import: ctdm.config composes and checks confi
 
     from ctdm.diffusion.likelihood import Reference
 
+from ctdm.diffusion.checks import check_int, check_number
+
 
 @dataclass
 class LikelihoodSettings:
@@ -31,6 +33,16 @@ class LikelihoodSettings:
     clip: float = 3.0  # the estimator's own default, Reference.clip (tests/module/test_module.py)
     ref_var: float | None = None
     val_points: int = 16
+
+    def __post_init__(self):  # checked when built, not at the first validation
+        if self.loc is not None:
+            check_number("loc", self.loc)
+        if self.scale is not None:
+            check_number("scale", self.scale, positive=True)
+        check_number("clip", self.clip, positive=True)
+        if self.ref_var is not None:
+            check_number("ref_var", self.ref_var, positive=True)
+        check_int("val_points", self.val_points)
 
     def reference(self, data_var: "Tensor") -> "Reference":
         """The Reference for training data with per-dimension variances `data_var` [*shape]."""

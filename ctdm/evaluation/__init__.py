@@ -6,13 +6,16 @@ results as plain records.
     result.metrics  # {"eval/<sampler>/mmd": ..., "eval/<sampler>/nfe": ...}
     write_outputs(result, run_folder, step, datamodule.x_val)  # sample plots, per-pass curves
 
+Samples are drawn, scored and (with `samples_dir`) written in chunks of `batch_size`, so memory follows
+the chunk, not the number of samples; `ctdm.evaluation.budget` estimates it before a run starts.
 Under DDP pass `Ranks(rank, world, all_gather)`: each rank draws its share of the sample indices with
 the same per-sample seeds, so 1 and N ranks give the same samples and metrics.
 """
 
-from ctdm.evaluation.generate import Generation, gather, generate
+from ctdm.evaluation.generate import Generation, gather, gather_stats, generate, generate_chunks
 from ctdm.evaluation.records import EvaluationResult, SamplerResult, first_below, sampler_table
 from ctdm.evaluation.run import evaluate_samplers, write_outputs
+from ctdm.evaluation.sample_file import SampleFile
 from ctdm.evaluation.scorers import (
     ImageScorer,
     MMDScorer,
@@ -29,12 +32,15 @@ __all__ = [
     "ImageScorer",
     "MMDScorer",
     "Ranks",
+    "SampleFile",
     "SamplerResult",
     "data_name",
     "evaluate_samplers",
     "first_below",
     "gather",
+    "gather_stats",
     "generate",
+    "generate_chunks",
     "image_scorer",
     "is_image_data",
     "rank_share",

@@ -2,6 +2,7 @@
 `eval/<sampler>/<metric>` names they are logged under (docs/DESIGN's conventions)."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import Tensor
 
@@ -15,10 +16,12 @@ def first_below(curve: list[dict], key: str, threshold: float) -> dict | None:
 class SamplerResult:
     """One sampler's evaluation.
 
-    samples: every rank's samples in index order, on the CPU; scores: the scorer's metrics (mmd, or
-    fid, kid, kid_std) and num_samples (each index counted once); nfe, passes, seconds, converged: as
-    in ctdm.evaluation.Generation; curve: the parallel sampler's score after every pass, when recorded;
-    threshold_hit: the first pass of the curve at or below the evaluation's threshold.
+    samples: every rank's samples in index order, on the CPU (the first `keep` of them when the
+    evaluation streamed: ctdm.evaluation.evaluate_samplers); scores: the scorer's metrics (mmd, or fid,
+    kid, kid_std) and num_samples (each index counted once); nfe, passes, seconds, converged: as in
+    ctdm.evaluation.Generation; curve: the parallel sampler's score after every pass, when recorded;
+    threshold_hit: the first pass of the curve at or below the evaluation's threshold; samples_file: every
+    sample on disk (.npy), when the evaluation wrote them.
     """
 
     name: str
@@ -31,6 +34,7 @@ class SamplerResult:
     parallel: bool = False
     curve: list[dict] | None = None
     threshold_hit: dict | None = None
+    samples_file: Path | None = None
 
     @property
     def metrics(self) -> dict[str, float]:

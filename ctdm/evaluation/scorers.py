@@ -36,8 +36,10 @@ class MMDScorer:
     def reset(self) -> None:
         self._parts: list[Tensor] = []
 
-    def update(self, samples: Tensor) -> None:
-        self._parts.append(samples)
+    def update(self, samples: Tensor, indices: Tensor | None = None) -> None:
+        """Samples of any chunk, in any order. They are kept (d numbers each: low-dimensional data), since
+        the unbiased MMD pairs every sample with every other; the kernel is summed in blocks (mmd2)."""
+        self._parts.append(samples.detach().to("cpu", torch.float64))
 
     def compute(self) -> dict[str, float]:
         samples = torch.cat(self._parts)
@@ -64,9 +66,12 @@ class ImageScorer:
     def reset(self) -> None:
         self.metrics.reset()
 
-    def update(self, samples: Tensor) -> None:
-        for part in samples.split(self.batch_size):
-            self.metrics.update_fake(part)
+    def update(self, samples: Tensor, indices: Tensor | None = None) -> None:
+        """This rank's samples of a chunk (and their sample indices: which ones KID keeps past
+        eval.fid.kid_max_samples); FID and KID hold sums and a bounded subset, not the samples."""
+        parts = indices.split(self.batch_size) if indices is not None else [None] * len(samples)
+        for part, index in zip(samples.split(self.batch_size), parts, strict=False):
+            self.metrics.update_fake(part, index)
 
     def compute(self) -> dict[str, float]:
         scores = self.metrics.compute()  # collective: every rank, the same numbers
@@ -97,6 +102,7 @@ def image_scorer(
     real_count: int | None = None,
     kid_subset_size: int = 1000,
     kid_subsets: int = 100,
+    kid_max_samples: int | None = 10_000,
     batch_size: int = 64,
     ranks: Ranks = ONE_PROCESS,
     device: torch.device | str = "cpu",
@@ -108,6 +114,7 @@ def image_scorer(
         extractor if extractor is not None else "inception",
         kid_subset_size=kid_subset_size,
         kid_subsets=kid_subsets,
+        kid_max_samples=kid_max_samples,
     ).to(device)
     if ref_stats:
         metrics.load_ref_stats(ref_stats)

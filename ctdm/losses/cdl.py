@@ -32,6 +32,15 @@ class ZetaDistribution:
         low: float | None = None,
         high: float | None = None,
     ):
+        # A key of the other kind would be ignored: refused, so that a setting is never silently dropped.
+        other = {"logistic": {"low": low, "high": high}, "uniform": {"loc": loc, "scale": scale}}
+        unused = other.get(kind, {})
+        for name, value in unused.items():
+            if value is not None:
+                raise ValueError(
+                    f"{name}={value!r} does not apply to kind={kind!r} (logistic takes loc, scale, clip; "
+                    f"uniform takes low, high). Remove {name}, or set kind to the distribution it belongs to."
+                )
         if kind == "logistic":
             loc = None if loc is None else check_number("loc", loc)
             scale = None if scale is None else check_number("scale", scale, positive=True)

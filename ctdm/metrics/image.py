@@ -69,36 +69,78 @@ class _FID(FrechetInceptionDistance):
         return super().compute()
 
 
+def sample_keys(indices: Tensor) -> Tensor:
+    """A pseudo-random key per sample index (splitmix64's finaliser, in numpy's wrapping uint64): which
+    samples a bounded KID keeps, the same on any number of ranks and in any chunks."""
+    z = indices.cpu().numpy().astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return torch.from_numpy((z ^ (z >> np.uint64(31))) >> np.uint64(1)).to(torch.int64)
+
+
 class _KID(KernelInceptionDistance):
     """torchmetrics' KID (unbiased polynomial-kernel MMD^2 over random subsets), computed in float64 with
     seeded subsets whose size is clipped to the sample count, so small counts work and ranks agree.
 
-    The feature lists are concatenated over ranks (dist_reduce_fx="cat"): one all-gather per state, so
+    The generated side keeps at most `max_samples` features: a uniform random subset of the samples
+    (those with the smallest `sample_keys` of their indices), so memory does not grow with the sample
+    count. Every KID subset is still a uniform random subset of all the samples (so KID's expectation is
+    unchanged); with more samples than `max_samples` the subsets only overlap more. With fewer, nothing
+    changes. The states are concatenated over ranks (dist_reduce_fx="cat"): one all-gather per state, so
     ranks with different numbers of updates cannot deadlock.
     """
 
-    def __init__(self, num_features: int, seed: int = 0, **kwargs):
-        with warnings.catch_warnings():  # "KID keeps all features in memory": known, and what KID needs
+    def __init__(self, num_features: int, seed: int = 0, max_samples: int | None = 10_000, **kwargs):
+        with warnings.catch_warnings():  # "KID keeps all features in memory": bounded by max_samples
             warnings.simplefilter("ignore", UserWarning)
             super().__init__(feature=_Precomputed(num_features), reset_real_features=False, **kwargs)
-        self.num_features, self.seed = num_features, seed
+        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)):
+            raise ValueError(f"kid_max_samples must be null or an integer >= 2, got {max_samples!r}.")
+        if max_samples is not None and max_samples < 2:
+            raise ValueError(f"kid_max_samples must be null or an integer >= 2, got {max_samples!r}.")
+        self.num_features, self.seed, self.max_samples = num_features, seed, max_samples
         self.add_state("real_features", [], dist_reduce_fx="cat")
         self.add_state("fake_features", [], dist_reduce_fx="cat")
+        self.add_state("fake_index", [], dist_reduce_fx="cat")
         self._add_empty()
+        self._next_index = 0  # sample indices when update_fake is given none (this rank's count)
 
     def _add_empty(self):
         # A [0, D] entry: a rank without images still gathers a 2-D tensor (torchmetrics needs equal ndim).
         for state in (self.real_features, self.fake_features):
             if not state:
                 state.append(torch.zeros(0, self.num_features, device=self.device))
+        if not self.fake_index:
+            self.fake_index.append(torch.zeros(0, dtype=torch.long, device=self.device))
 
     def reset(self) -> None:
         super().reset()
         self._add_empty()
+        self._next_index = 0
+
+    def update_fake(self, features: Tensor, indices: Tensor | None = None) -> None:
+        if indices is None:
+            indices = torch.arange(self._next_index, self._next_index + len(features))
+        self._next_index = int(indices.max()) + 1 if len(indices) else self._next_index
+        self.update(features, real=False)
+        self.fake_index.append(indices.to(self.device, torch.long))
+        if self.max_samples is not None and sum(len(f) for f in self.fake_features) > 2 * self.max_samples:
+            features, index = self._bounded(dim_zero_cat(self.fake_features), dim_zero_cat(self.fake_index))
+            self.fake_features[:], self.fake_index[:] = [features], [index]
+
+    def _bounded(self, features: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """The max_samples rows with the smallest keys, in index order."""
+        if self.max_samples is None or len(index) <= self.max_samples:
+            return features, index
+        keep = sample_keys(index).topk(self.max_samples, largest=False).indices.to(index.device)
+        keep = keep[index[keep].argsort()]
+        return features[keep], index[keep]
 
     def compute(self) -> tuple[Tensor, Tensor]:
         real = dim_zero_cat(self.real_features).double()
-        fake = dim_zero_cat(self.fake_features).double()
+        fake, index = self._bounded(dim_zero_cat(self.fake_features), dim_zero_cat(self.fake_index))
+        fake = fake[index.argsort()].double()  # index order, whatever the ranks and chunks
         if len(real) < 2 or len(fake) < 2:
             raise ValueError(
                 f"KID needs at least 2 real and 2 generated images (over all ranks), got {len(real)} real "
@@ -191,6 +233,7 @@ class ImageMetrics(nn.Module):
         extractor: a feature module (`ctdm.metrics.features`, built by Hydra `_target_`) or a name.
         kid_subset_size: KID subset size (torch-fidelity's 1000), clipped to the sample counts.
         kid_subsets: number of KID subsets (100); one when both sets are whole subsets.
+        kid_max_samples: generated features KID keeps (a seeded uniform subset beyond it; see _KID).
         seed: seed of the KID subsets, so every rank and every run draws the same ones.
     """
 
@@ -200,12 +243,15 @@ class ImageMetrics(nn.Module):
         kid_subset_size: int = 1000,
         kid_subsets: int = 100,
         seed: int = 0,
+        kid_max_samples: int | None = 10_000,
     ):
         super().__init__()
         self.extractor = build_extractor(extractor).eval().requires_grad_(False)
         dim = self.extractor.num_features
         self.fid = _FID(feature=_Precomputed(dim), reset_real_features=False)
-        self.kid = _KID(dim, seed=seed, subset_size=kid_subset_size, subsets=kid_subsets)
+        self.kid = _KID(
+            dim, seed=seed, max_samples=kid_max_samples, subset_size=kid_subset_size, subsets=kid_subsets
+        )
         self.kid_enabled = True
         self._pending = None  # a loaded reference not yet in the metric state (see _put_reference)
 
@@ -245,11 +291,13 @@ class ImageMetrics(nn.Module):
         if self.kid_enabled:
             self.kid.update(f, real=True)
 
-    def update_fake(self, x: Tensor) -> None:
+    def update_fake(self, x: Tensor, indices: Tensor | None = None) -> None:
+        """Generated images [N, C, H, W]; `indices` [N]: their sample indices (which ones a bounded KID
+        keeps; default: counted from 0 on this rank)."""
         self._put_reference()
         f = self.features(x)
         self.fid.update(f, real=False)
-        self.kid.update(f, real=False)
+        self.kid.update_fake(f, indices)
 
     def compute(self) -> dict[str, float]:
         """{"fid", "kid", "kid_std"} (no KID with ref_stats). Collective under DDP: call it on every rank."""
@@ -295,10 +343,20 @@ class ImageMetrics(nn.Module):
     def load_real(self, path: str | Path) -> None:
         """Use the real features cached in `path` (a `save_real` file) as the reference."""
         path = Path(path)
-        with np.load(path) as data:
-            if "features" not in data.files:
-                raise ValueError(f"Real-feature cache {path} has no 'features' array (found {data.files}).")
-            f = torch.from_numpy(data["features"]).float()
+        try:
+            with np.load(path) as data:
+                if "features" not in data.files:
+                    raise ValueError(
+                        f"Real-feature cache {path} has no 'features' array (found {data.files})."
+                    )
+                f = torch.from_numpy(data["features"]).float()
+        except (OSError, EOFError, KeyError, ValueError) as err:  # truncated, or not an npz at all
+            if str(path) in str(err):
+                raise
+            raise ValueError(
+                f"Real-feature cache {path} is not readable ({type(err).__name__}: {err}); it is a cache "
+                "(eval.fid.cache_dir): delete it and the features are computed again."
+            ) from None
         if f.ndim != 2 or f.shape[1] != self.extractor.num_features:
             raise ValueError(
                 f"Real-feature cache {path}: 'features' has shape {tuple(f.shape)}, expected "

@@ -46,12 +46,33 @@ def median_heuristic(y: Tensor) -> float:
     return float(torch.cdist(y, y).pow(2)[i, j].median())
 
 
+BLOCK = 1024  # rows of a kernel block: BLOCK^2 float64 values (8 MiB) at once, whatever the counts
+
+
+def kernel_sum(a: Tensor, b: Tensor | None, variance: float, block: int = BLOCK) -> Tensor:
+    """sum_ij exp(-|a_i - b_j|^2 / (2 variance)) over a [n, d] and b [m, d], computed in blocks of
+    `block` rows so that no n x m matrix is ever held; b None: the pairs i != j of a with itself (the
+    upper blocks, counted twice)."""
+    total = a.new_zeros(())
+    for i in range(0, len(a), block):
+        left = a[i : i + block]
+        if b is None:
+            for j in range(i, len(a), block):
+                k = torch.exp(-torch.cdist(left, a[j : j + block]).pow(2) / (2 * variance)).sum()
+                total += k if j == i else 2 * k
+        else:
+            for j in range(0, len(b), block):
+                total += torch.exp(-torch.cdist(left, b[j : j + block]).pow(2) / (2 * variance)).sum()
+    return total - len(a) if b is None else total  # without the diagonal k(a_i, a_i) = 1
+
+
 def mmd2(x: Tensor, y: Tensor, bandwidth: float | str = 0.1, units: str = "sigma") -> Tensor:
     """Unbiased estimate of the squared MMD between samples x [n, d] and y [m, d] (n, m >= 2).
 
     bandwidth: a number (a standard deviation for units="sigma", a variance for units="paper") or
     "median" (see the module). The estimate is zero in expectation when x and y share a law, so it can
-    come out slightly negative; computed in float64. y is the reference (held-out data).
+    come out slightly negative; computed in float64, in kernel blocks (`kernel_sum`): memory grows with
+    n and m only through the points themselves. y is the reference (held-out data).
     """
     check_bandwidth(bandwidth, units)
     if len(x) < 2 or len(y) < 2:
@@ -69,10 +90,8 @@ def mmd2(x: Tensor, y: Tensor, bandwidth: float | str = 0.1, units: str = "sigma
     scale = 1 / math.sqrt(2 * math.pi * variance) if units == "paper" else 1.0
 
     def mean_kernel(a: Tensor, b: Tensor, same: bool) -> Tensor:
-        k = torch.exp(-torch.cdist(a, b).pow(2) / (2 * variance))
-        if same:  # drop the diagonal k(a_i, a_i) = 1
-            return (k.sum() - len(a)) / (len(a) * (len(a) - 1))
-        return k.mean()
+        total = kernel_sum(a, None if same else b, variance)
+        return total / (len(a) * (len(a) - 1)) if same else total / (len(a) * len(b))
 
     if not hit:
         yy = mean_kernel(y_flat, y_flat, True)

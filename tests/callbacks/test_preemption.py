@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import cli_env, compose_config, run_cli
 
-from ctdm.callbacks import AtomicCheckpointIO
+from ctdm.callbacks import PREEMPTED_EXIT_CODE, AtomicCheckpointIO
 from ctdm.train import train
 
 KILLED_DURING_SAVE = """
 import sys, time, torch
-from ctdm.callbacks import AtomicCheckpointIO
+from ctdm.callbacks import PREEMPTED_EXIT_CODE, AtomicCheckpointIO
 path, marker = sys.argv[1], sys.argv[2]
 io = AtomicCheckpointIO()
 io.save_checkpoint({"version": 1, "w": torch.arange(100000)}, path)
@@ -112,6 +112,10 @@ def test_sigterm_to_a_cli_run_then_resume_reaches_max_steps(tmp_path):
     stopped_at = torch.load(last, weights_only=False)["global_step"]
     assert 3 <= stopped_at < steps, output
     assert not (first / "summary.json").exists()
+    # Not 0: Hydra multirun and schedulers must not count it as finished; it says how to resume.
+    assert proc.returncode == PREEMPTED_EXIT_CODE == 75, output
+    assert f"ckpt_path={last}" in output and "Resume it with:" in output, output
+    assert not (first / ".ctdm.lock").exists()  # the folder is free for the resumed run
 
     resumed = run_cli([*run, f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -59,7 +59,7 @@ def test_two_d_checkpoint_with_the_parallel_sampler(two_d):
     assert 1 <= metrics["eval/para_ddpm/passes"] < 1000 and metrics["global_step"] == 4
     # The checkpoint's weights and validation draws: the held-out loss is the training run's own.
     assert metrics["val/loss"] == pytest.approx(summary["metrics"]["val/loss"], rel=1e-6)
-    samples = np.load(out / "samples_para_ddpm.npz")["samples"]
+    samples = np.load(out / "samples_para_ddpm.npy")
     assert samples.shape == (64, 2) and np.isfinite(samples).all()
     assert (out / "plots" / "samples_para_ddpm_step000004.png").is_file()  # the checkpoint's step
     assert not list(out.rglob("summary.json"))
@@ -71,17 +71,15 @@ def test_digits_checkpoint_scored_by_fid_and_kid(digits):
     metrics = metrics_of(*evaluate(folder, args))
     assert np.isfinite(metrics["eval/ddpm/fid"]) and np.isfinite(metrics["eval/ddpm/kid"])
     assert metrics["eval/ddpm/num_samples"] == 15 and "eval/ddpm/mmd" not in metrics  # MMD: low-dim only
-    assert np.load(folder / "eval" / "samples_ddpm.npz")["samples"].shape == (15, 1, 8, 8)
+    assert np.load(folder / "eval" / "samples_ddpm.npy").shape == (15, 1, 8, 8)
     # Two CPU ranks (gloo): each draws its share of the same per-sample seeds (8 + 7), every index
     # exactly once, and the metric states sync: the same numbers.
     ddp = metrics_of(*evaluate(folder, [*args, "trainer=ddp_cpu"], name="eval_ddp"))
     assert ddp["eval/ddpm/num_samples"] == 15
     for key in ("eval/ddpm/fid", "eval/ddpm/kid", "eval/ddpm/nfe"):
         assert ddp[key] == pytest.approx(metrics[key], rel=1e-5, abs=1e-7), key
-    samples_ddp = np.load(folder / "eval_ddp" / "samples_ddpm.npz")["samples"]
-    np.testing.assert_allclose(
-        samples_ddp, np.load(folder / "eval" / "samples_ddpm.npz")["samples"], atol=1e-5
-    )
+    samples_ddp = np.load(folder / "eval_ddp" / "samples_ddpm.npy")
+    np.testing.assert_allclose(samples_ddp, np.load(folder / "eval" / "samples_ddpm.npy"), atol=1e-5)
     assert not list((folder / "eval_ddp").parent.glob("eval_ddp*/**/metrics.json"))[1:]  # one folder
 
 

@@ -3,6 +3,7 @@ ranks, metric names and order as logged, the threshold pass, and the files write
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from threaded_ranks import ThreadedRanks
@@ -91,6 +92,50 @@ def test_a_record_names_its_metrics():
         "eval/heun/passes": 18,
         "eval/heun/seconds": 1.25,
     }
+
+
+@pytest.mark.parametrize("world", [1, 3])
+def test_streaming_in_chunks_writes_every_sample_and_keeps_a_preview(world, tmp_path):
+    """Chunks of 7 (the last one short, ranks with unequal shares): the samples file holds every sample in
+    index order, as one batch draws them; the result keeps the first `keep`; the metrics do not change."""
+    one = _evaluate()
+
+    def streamed(ranks):
+        return _evaluate(ranks, batch_size=7, samples_dir=tmp_path / str(world), keep=10)
+
+    results = ThreadedRanks(world).run(streamed) if world > 1 else [streamed(None)]
+    for result in results:
+        for got, want in zip(result.samplers, one.samplers, strict=True):
+            torch.testing.assert_close(got.samples, want.samples[:10], rtol=0, atol=0)
+            assert got.scores == pytest.approx(want.scores, rel=1e-12)
+    for want in one.samplers:
+        path = tmp_path / str(world) / f"samples_{want.name}.npy"
+        assert results[0].samplers[[s.name for s in one.samplers].index(want.name)].samples_file == path
+        torch.testing.assert_close(torch.from_numpy(np.load(path)), want.samples, rtol=0, atol=0)
+    assert not list((tmp_path / str(world)).glob(".*tmp"))  # no temporary file left
+
+
+def test_a_failed_evaluation_leaves_no_samples_file(tmp_path):
+    class Broken(DDPMSampler):
+        calls = 0
+
+        def __call__(self, *args, **kwargs):
+            Broken.calls += 1
+            if Broken.calls == 3:
+                raise RuntimeError("out of memory")
+            return super().__call__(*args, **kwargs)
+
+    with pytest.raises(RuntimeError):
+        evaluate_samplers(
+            [Broken(steps=4)],
+            LAW.eps,
+            MMDScorer(REFERENCE),
+            (2,),
+            num_samples=50,
+            batch_size=10,
+            samples_dir=tmp_path,
+        )
+    assert list(tmp_path.iterdir()) == []  # neither samples_ddpm.npy nor its temporary file
 
 
 def test_the_end_of_run_table_has_a_row_per_sampler_and_a_column_per_metric():

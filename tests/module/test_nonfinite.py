@@ -6,7 +6,7 @@ import torch
 from conftest import cpu_trainer, tiny_data, tiny_module
 from helpers import NaNAtCall
 
-from ctdm.module import NonFiniteLossError
+from ctdm.module import NonFiniteLossError, TooManySkippedSteps
 
 
 class Weights(L.Callback):
@@ -36,7 +36,9 @@ def test_a_nan_stops_the_run_at_its_step_naming_the_term(tmp_path):
 
 
 def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path):
-    trainer, model, weights = _fit(tmp_path, nan_call=3, steps=6, skip_nonfinite=True)
+    trainer, model, weights = _fit(
+        tmp_path, nan_call=3, steps=6, skip_nonfinite=True, max_skipped_fraction=0.2
+    )
     assert model.skipped_steps == 1
     assert trainer.callback_metrics["train/skipped_steps"] == 1
     torch.testing.assert_close(weights.after_step[3], weights.after_step[2], rtol=0, atol=0)  # no update
@@ -44,3 +46,11 @@ def test_skip_nonfinite_skips_the_update_and_counts_it(tmp_path):
     assert all(torch.isfinite(w).all() for w in weights.after_step.values())
     adam_steps = {float(s["step"]) for s in trainer.optimizers[0].state_dict()["state"].values()}
     assert adam_steps == {len(weights.after_step) - 1}  # Adam counted only the real updates
+
+
+def test_more_skipped_steps_than_allowed_stop_the_run(tmp_path):
+    # 1 skip in 6 steps is more than 0.1 x 6 = 0.6 allows: the run stops at that step, naming the key
+    with pytest.raises(TooManySkippedSteps) as caught:
+        _fit(tmp_path, nan_call=3, steps=6, skip_nonfinite=True, max_skipped_fraction=0.1)
+    assert isinstance(caught.value, ValueError) and "model.max_skipped_fraction=0.1" in str(caught.value)
+    assert "step 3" in str(caught.value)

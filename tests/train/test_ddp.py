@@ -11,11 +11,14 @@ val/loss and the evaluation metrics must then agree up to float summation order.
 """
 
 import csv
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import cli_env, run_cli
 
 STEPS = 6
 RUN = [
@@ -62,6 +65,11 @@ def test_one_and_two_ranks_train_and_evaluate_alike(tmp_path):
     extra = {p.name for p in two.iterdir()} - {p.name for p in one.iterdir()}
     assert extra == {"train_ddp_process_1.log"}, extra
 
+    _assert_alike(one, two)
+
+
+def _assert_alike(one: Path, two: Path) -> None:
+    """Runs `one` (1 rank) and `two` (2 ranks): the same weights, logged losses and evaluation."""
     a = torch.load(one / "checkpoints" / "last.ckpt", weights_only=False)
     b = torch.load(two / "checkpoints" / "last.ckpt", weights_only=False)
     assert a["global_step"] == b["global_step"] == STEPS
@@ -77,3 +85,44 @@ def test_one_and_two_ranks_train_and_evaluate_alike(tmp_path):
     assert "eval/ddpm/mmd" in eval_keys
     for key in eval_keys:
         assert list(m2[key].values()) == pytest.approx(list(m1[key].values()), rel=1e-4, abs=1e-7), key
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_of_one_process_train_like_one_rank(tmp_path):
+    """Multi-node DDP simulated on this machine: 2 nodes x 1 process (trainer.num_nodes=2 devices=1,
+    gloo over localhost), each node's process started by hand as a cluster would (the same command, its
+    NODE_RANK, one MASTER_ADDR/PORT). The weights, losses and evaluation equal the 1-rank run's, as the
+    1-vs-2-rank test above asks of 2 processes on one node."""
+    one = _run(tmp_path, "one", "cpu")
+    out = tmp_path / "nodes"
+    port = _free_port()
+    command = [sys.executable, "-m", "ctdm.train", *RUN, "trainer=ddp_cpu", "trainer.devices=1"]
+    command += ["trainer.num_nodes=2", f"hydra.run.dir={out}"]
+    nodes = []
+    for node in (0, 1):
+        env = cli_env({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NODE_RANK": str(node)})
+        extra = [] if node == 0 else ["hydra.output_subdir=null", "hydra.job.name=train_node_1"]
+        cwd = tmp_path / f"cwd_node{node}"
+        cwd.mkdir()
+        nodes.append(
+            subprocess.Popen(
+                [*command, *extra],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, err[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1]  # node 1 is the second rank of one group
+    assert (out / "summary.json").is_file() and not (out / ".ctdm.lock").exists()
+    _assert_alike(one, out)

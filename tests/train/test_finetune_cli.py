@@ -132,7 +132,7 @@ def test_evaluate_scores_a_pretrained_folder_without_a_checkpoint(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    samples = torch.from_numpy(np.load(out / "samples_ddpm.npz")["samples"])
+    samples = torch.from_numpy(np.load(out / "samples_ddpm.npy"))
     net = PretrainedUNet(str(folder), [1, 8, 8]).eval()
     seeds = torch.arange(len(samples))  # eval.seed=0: sample i draws from seed (0 << 32) + i
     with torch.no_grad():

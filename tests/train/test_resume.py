@@ -1,4 +1,5 @@
-"""Exact resume: N steps straight equal N/2 steps, a SIGTERM, and N/2 more from last.ckpt.
+"""Exact resume: N steps straight equal N/2 steps, a SIGTERM (or a first run of N/2 steps, whose last.ckpt
+is its final step, between validations), and N/2 more from last.ckpt.
 
 A tiny 2-D run (EMA on, cosine learning rate, 5 batches per epoch so the stop falls mid-epoch) is
 compared on everything a resume restores: raw and EMA weights, Adam's moments, the learning-rate
@@ -7,12 +8,14 @@ order and the training noise) and the final sample evaluation.
 """
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, run_cli
 
+from ctdm.callbacks import PREEMPTED_EXIT_CODE
 from ctdm.train import train
 
 STEPS, STOP = 12, 6
@@ -48,16 +51,26 @@ def _tensors(tree) -> list[torch.Tensor]:
     return []
 
 
-def test_stop_and_resume_equals_a_straight_run(tmp_path):
+@pytest.mark.parametrize("first_part", ["signal", "max_steps"])
+def test_stop_and_resume_equals_a_straight_run(first_part, tmp_path):
     straight = _train([], tmp_path / "straight")
 
-    stop = ["+callbacks.stop._target_=helpers.SignalAtStep", f"+callbacks.stop.step={STOP}"]
-    with pytest.raises(SystemExit):
-        _train(stop, tmp_path / "first")
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    if first_part == "signal":
+        stop = ["+callbacks.stop._target_=helpers.SignalAtStep", f"+callbacks.stop.step={STOP}"]
+        with pytest.raises(SystemExit) as stopped:
+            _train(stop, tmp_path / "first")
+        assert stopped.value.code == PREEMPTED_EXIT_CODE  # not 0: schedulers must not count it as done
+        assert not (tmp_path / "first" / "summary.json").exists()  # a stopped run did not finish
+    else:  # a finished run of STOP steps: no validation (every STEPS), so last.ckpt is the final-step save
+        schedule = f"model.lr_scheduler.T_max={STEPS}"  # the cosine of the whole run, as resuming needs
+        summary = _train([f"trainer.max_steps={STOP}", schedule], tmp_path / "first")
+        assert summary["last_checkpoint"] == str(last) and summary["best_checkpoint"] is None
     assert torch.load(last, weights_only=False)["global_step"] == STOP
-    assert not (tmp_path / "first" / "summary.json").exists()  # a stopped run did not finish
     resumed = _train([f"ckpt_path={last}"], tmp_path / "resumed")
+    # The resumed run names its own files, not the first run's.
+    assert resumed["last_checkpoint"] == str(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert resumed["best_checkpoint"].startswith(str(tmp_path / "resumed"))
 
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
@@ -107,3 +120,15 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
     finally:
         wandb.finish()
     assert run_ids(tmp_path / "resumed") == first_id
+
+
+@pytest.mark.slow
+def test_resume_changes_lets_a_resume_go_on_with_other_data(smoke_run, tmp_path):
+    """The refusal of another data choice (tests/config/test_bad_inputs.py) has its explicit override."""
+    out = tmp_path / "moons"
+    last = smoke_run / "checkpoints" / "last.ckpt"
+    args = ["debug=smoke", "logger=csv", f"ckpt_path={last}", "trainer.max_steps=8"]
+    args += ["model.lr_scheduler.T_max=4", "data=moons", "resume_changes=[data]", f"hydra.run.dir={out}"]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["global_step"] == 8
