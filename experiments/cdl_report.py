@@ -145,39 +145,52 @@ def main_table(arms: dict[str, list[Run]]) -> list[str]:
     return markdown_table(header, rows)
 
 
-def nfe_table(arms: dict[str, list[Run]], exact: dict | None) -> list[str]:
-    """MMD of the few-step samplers (stage nfe) per arm, mean ± sd over the seeds scored."""
+def nfe_scores(arms: dict[str, list[Run]]) -> dict[str, list[dict]]:
+    """{arm: [nfe.json of each scored seed]} for the arms with any scored seed."""
     scored = {
         name: [
             json.loads((r.folder / "nfe.json").read_text()) for r in runs if (r.folder / "nfe.json").is_file()
         ]
         for name, runs in arms.items()
     }
-    scored = {k: v for k, v in scored.items() if v}
+    return {k: v for k, v in scored.items() if v}
+
+
+def nfe_table(arms: dict[str, list[Run]], exact: dict | None) -> list[str]:
+    """MMD of the few-step samplers (stage nfe) per arm, mean ± sd over the seeds scored; then each arm
+    scored at 2 or more seeds against its base, difference ± standard error."""
+    scored = nfe_scores(arms)
     if not scored:
         return ["No job has been scored with few-step samplers yet (`experiments.cdl_sweep --stage nfe`)."]
     samplers = list(next(iter(scored.values()))[0])
+    mmd = lambda jobs, s: [j[s]["mmd"] for j in jobs if s in j]  # noqa: E731
     rows = [
-        [f"`{name}`", len(jobs), *(mean_sd(j[s]["mmd"] for j in jobs if s in j) for s in samplers)]
-        for name, jobs in scored.items()
+        [f"`{name}`", len(jobs), *(mean_sd(mmd(jobs, s)) for s in samplers)] for name, jobs in scored.items()
     ]
     if exact:
         rows.append(
             ["exact denoiser", 1, *(number(exact[s]["mmd"]) if s in exact else "-" for s in samplers)]
         )
-    return markdown_table(["arm", "seeds", *samplers], rows)
+    lines = markdown_table(["arm", "seeds", *samplers], rows)
+    pairs = [
+        (n, b) for n in scored if (b := base_of(n)) in scored and len(scored[n]) > 1 and len(scored[b]) > 1
+    ]
+    if pairs:
+        lines += ["", "Against the base, difference ± standard error:", ""]
+        lines += markdown_table(
+            ["arm", "base", *samplers],
+            [
+                [f"`{n}`", f"`{b}`", *(difference(mmd(scored[n], s), mmd(scored[b], s)) for s in samplers)]
+                for n, b in pairs
+            ],
+        )
+    return lines
 
 
 def plot_nfe(arms: dict[str, list[Run]], exact: dict | None, path: Path) -> Path | None:
     from ctdm.plotting import plt, save_figure
 
-    scored = {
-        name: [
-            json.loads((r.folder / "nfe.json").read_text()) for r in runs if (r.folder / "nfe.json").is_file()
-        ]
-        for name, runs in arms.items()
-    }
-    scored = {k: v for k, v in scored.items() if v}
+    scored = nfe_scores(arms)
     if not scored:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
