@@ -25,6 +25,7 @@ the window only sets how many steps a Picard pass evaluates.
 
 import bisect
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -323,6 +324,9 @@ def call_times(
     device (`device_name`), the network (`network_key`), the sample shape, the dtype, autocast's dtype
     when it is on, and `extra_key` (e.g. the devices a batch is split over).
     """
+    # A wrapper that names what it wraps (`__wrapped__`: a query recorder, a hook) is neither probed nor
+    # keyed: the probe's calls are no queries of a solve, and the cost is the wrapped network's.
+    eps_fn, denoiser = inspect.unwrap(eps_fn), inspect.unwrap(denoiser)
     device = torch.device(device) if device is not None else torch.device("cpu")
     autocast = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
     network = network_key(denoiser)
