@@ -1,11 +1,13 @@
 """Sampling progress: a sequential sampler's bar moves with every step, the Picard solver's with every pass
 (counting the steps that converged, read off the NFE each pass adds), so the bar has a total and an ETA."""
 
+import functools
+
 import pytest
 import torch
 
 from ctdm.data.toy import eight_gaussians
-from ctdm.evaluation import generate, sample_seeds
+from ctdm.evaluation import generate, progress, sample_seeds
 from ctdm.evaluation.progress import SamplingProgress
 from ctdm.samplers import DDPMSampler, HeunSampler, ParallelSampler
 
@@ -56,7 +58,10 @@ def test_with_a_shorter_window_the_bar_counts_passes():
     assert progress.bar.total is None and progress.done == stats.passes
 
 
-def test_generate_drives_the_bars_and_keeps_its_results(capsys):
+def test_generate_drives_the_bars_and_keeps_its_results(capsys, monkeypatch):
+    # tqdm redraws at most every 0.1 s, and these bars finish in less: redraw on every update instead
+    # (the bars' content is under test, not tqdm's rate limit; leave=False clears them at the end).
+    monkeypatch.setattr(progress, "tqdm", functools.partial(progress.tqdm, mininterval=0, miniters=1))
     for sampler in (DDPMSampler(steps=20), ParallelSampler(DDPMSampler(steps=20), tolerance=0.1)):
         quiet = generate(sampler, LAW.eps, (2,), SEEDS, batch_size=8)
         shown = generate(sampler, LAW.eps, (2,), SEEDS, batch_size=8, progress=True)
