@@ -89,9 +89,11 @@ def test_memory_is_flat_in_the_sample_count(kind, small, large, tmp_path):
     )
     # Exact: at most KID's bounded subset filling up (2 x 2,000 x 4 KiB), nothing per sample.
     assert b["tensors"] - a["tensors"] < 4 * MIB
-    # Resident memory is noisier (the allocator keeps freed blocks): a margin well below the growth of
-    # the code before streaming (139 MiB for the images, GiBs for the points).
-    assert b["rss"] - a["rss"] < 40 * MIB
+    # Resident memory is noisier (the allocator keeps freed blocks): between runs on a loaded machine the
+    # difference measured -15 to +42 MiB for the points and -5 to +32 MiB for the images, with the tensor
+    # peak flat. A margin well below the growth of the code before streaming (139 MiB for the images,
+    # 756 MiB with KID's subset unbounded, GiBs for the points).
+    assert b["rss"] - a["rss"] < 64 * MIB
     # It did the work: every sample scored and on disk (the last chunk too), a preview kept.
     name = "fid" if kind == "images" else "mmd"
     assert b["metrics"]["eval/ddpm/num_samples"] == large and np.isfinite(b["metrics"][f"eval/ddpm/{name}"])
