@@ -89,11 +89,8 @@ def evaluation_config(
 def evaluate(cfg: DictConfig) -> dict:
     """Build the model (from the checkpoint, or the config alone), validate and sample; returns the
     metrics, also written to metrics.json. The run folder is locked meanwhile (ctdm.run_folder)."""
-    run_folder.hold(cfg.paths.output_dir, run_folder.output_dir_key())
-    try:
+    with run_folder.held(cfg.paths.output_dir, run_folder.output_dir_key()):
         return _evaluate(cfg)
-    finally:
-        run_folder.release(cfg.paths.output_dir)
 
 
 def _evaluate(cfg: DictConfig) -> dict:

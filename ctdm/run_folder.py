@@ -26,6 +26,8 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +144,16 @@ def release(folder: str | Path) -> None:
     except OSError:
         pass
     os.close(held.fd)
+
+
+@contextmanager
+def held(folder: str | Path, key: str = "paths.output_dir") -> Iterator[bool]:
+    """`with held(folder):` the folder locked for the block (`hold`, and `release` however it ends)."""
+    fresh = hold(folder, key)
+    try:
+        yield fresh
+    finally:
+        release(folder)
 
 
 def is_fresh(folder: str | Path) -> bool | None:

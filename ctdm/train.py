@@ -31,11 +31,8 @@ def train(cfg: DictConfig) -> dict:
     module (each class checks its own arguments) and the checkpoint's network against it. The run folder
     is locked for the run (ctdm.run_folder).
     """
-    run_folder.hold(cfg.paths.output_dir, run_folder.output_dir_key())
-    try:
+    with run_folder.held(cfg.paths.output_dir, run_folder.output_dir_key()):
         return _train(cfg)
-    finally:
-        run_folder.release(cfg.paths.output_dir)
 
 
 def _train(cfg: DictConfig) -> dict:
