@@ -30,7 +30,7 @@ import math
 import os
 import re
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,6 +239,14 @@ class Arm:
     def values_of(self, metric: str) -> list[float]:
         return [run.metrics[metric] for run in self.runs if metric in run.metrics]
 
+    def by_seed(self, metric: str) -> dict[str, float]:
+        """{seed: value} over the seeds with one run holding the metric (a seed run twice pairs with
+        nothing)."""
+        seeds = [run.seed for run in self.runs if metric in run.metrics]
+        return {
+            r.seed: r.metrics[metric] for r in self.runs if metric in r.metrics and seeds.count(r.seed) == 1
+        }
+
 
 def _sort_key(value: str):
     number = as_number(value)
@@ -347,6 +355,23 @@ def difference(values: Iterable, base: Iterable) -> str:
     se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
     diff = statistics.fmean(a) - statistics.fmean(b)
     return f"{'+' if diff >= 0 else ''}{number(diff)} ± {number(se, 2)}"
+
+
+def paired_difference(values: Mapping, base: Mapping) -> str:
+    """`mean ± se (n pairs)` of the per-seed differences values[seed] - base[seed], over the seeds both
+    sides ran with finite values. Two arms run at one seed share its initial weights, data order and
+    sampling noise, so the per-seed difference cancels that seed's share of the spread: with a shared
+    seed effect the paired se is far below `difference`'s. "-" under 2 pairs."""
+    pairs = [
+        (float(values[s]), float(base[s]))
+        for s in values
+        if s in base and finite([values[s]]) and finite([base[s]])
+    ]
+    if len(pairs) < 2:
+        return "-"
+    diffs = [a - b for a, b in pairs]
+    mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return f"{'+' if mean >= 0 else ''}{number(mean)} ± {number(se, 2)} ({len(diffs)})"
 
 
 def metric_names(runs: Sequence[Run], patterns: Sequence[str] = DEFAULT_METRICS) -> list[str]:
@@ -575,6 +600,14 @@ def compare(
             names,
             lambda arm, m: difference(arm.values_of(m), by_arm[id(arm)].values_of(m)),
         )
+        paired = lambda arm, m: paired_difference(arm.by_seed(m), by_arm[id(arm)].by_seed(m))  # noqa: E731
+        if any(paired(a, m) != "-" for a in compared for m in names):
+            lines += ["", "### Paired by seed", ""]
+            lines.append(
+                "The mean of the per-seed differences ± its standard error (pairs): runs at one seed share "
+                "initial weights, data order and sampling noise, so pairing removes the seed's share."
+            )
+            lines += metric_tables(compared, [label_of[id(a)] for a in compared], names, paired)
 
     plots = []
     headline = [m for m in names if any(fnmatch.fnmatch(m, p) for p in HEADLINE_METRICS)] or names[:6]

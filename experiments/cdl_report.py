@@ -23,7 +23,7 @@ import shutil
 import statistics
 from pathlib import Path
 
-from ctdm.compare import Run, difference, load_runs, markdown_table, mean_sd, number
+from ctdm.compare import Run, difference, load_runs, markdown_table, mean_sd, number, paired_difference
 
 RESULTS = Path(__file__).parent / "results" / "cdl_sweep"
 EARLIER = Path(__file__).parent / "results" / "paper_dino" / "authors"
@@ -55,6 +55,7 @@ COLUMNS = {
     "CDL accuracy": "val/cdl_acc",
 }
 DIFFERENCES = ("eval/para_ddpm/mmd", "eval/para_ddim/mmd", "val/nll")
+PAIRED = ("eval/para_ddpm/mmd", "eval/ddpm/mmd", "eval/para_ddim/mmd", "val/nll", "val/cdl_acc")
 
 
 def base_of(arm: str) -> str | None:
@@ -124,6 +125,28 @@ def versus_base(runs: list[Run], base: list[Run], metric: str) -> str:
     return f"{'+' if diffs[0] >= 0 else ''}{number(diffs[0])} (n=1)" if len(diffs) == 1 else "-"
 
 
+def by_seed(runs: list[Run], metric: str) -> dict[str, float]:
+    return {r.seed: r.metrics[metric] for r in runs if metric in r.metrics}
+
+
+def paired_table(arms: dict[str, list[Run]]) -> list[str]:
+    """Each arm against its base at the seeds both ran: mean ± se of the per-seed differences (pairs),
+    and the ParaDDPM difference at each seed."""
+    rows = []
+    for name, runs in arms.items():
+        base = arms.get(base_of(name) or "", [])
+        if base_of(name) in (None, name):
+            continue
+        cells = [paired_difference(by_seed(runs, m), by_seed(base, m)) for m in PAIRED]
+        if all(c == "-" for c in cells):
+            continue
+        mmd, base_mmd = by_seed(runs, PAIRED[0]), by_seed(base, PAIRED[0])
+        each = ", ".join(f"{s}: {number(mmd[s] - base_mmd[s], 2)}" for s in sorted(mmd) if s in base_mmd)
+        rows.append([f"`{name}`", f"`{base_of(name)}`", *cells, each])
+    header = ["arm", "base", *(f"Δ {m.split('/')[-2] if m.startswith('eval') else m}" for m in PAIRED)]
+    return markdown_table([*header, "Δ ParaDDPM at each seed"], rows)
+
+
 def main_table(arms: dict[str, list[Run]]) -> list[str]:
     header = [
         "arm",
@@ -145,12 +168,14 @@ def main_table(arms: dict[str, list[Run]]) -> list[str]:
     return markdown_table(header, rows)
 
 
-def nfe_scores(arms: dict[str, list[Run]]) -> dict[str, list[dict]]:
-    """{arm: [nfe.json of each scored seed]} for the arms with any scored seed."""
+def nfe_scores(arms: dict[str, list[Run]]) -> dict[str, dict[str, dict]]:
+    """{arm: {seed: its nfe.json}} for the arms with any scored seed."""
     scored = {
-        name: [
-            json.loads((r.folder / "nfe.json").read_text()) for r in runs if (r.folder / "nfe.json").is_file()
-        ]
+        name: {
+            r.seed: json.loads((r.folder / "nfe.json").read_text())
+            for r in runs
+            if (r.folder / "nfe.json").is_file()
+        }
         for name, runs in arms.items()
     }
     return {k: v for k, v in scored.items() if v}
@@ -162,10 +187,11 @@ def nfe_table(arms: dict[str, list[Run]], exact: dict | None) -> list[str]:
     scored = nfe_scores(arms)
     if not scored:
         return ["No job has been scored with few-step samplers yet (`experiments.cdl_sweep --stage nfe`)."]
-    samplers = list(next(iter(scored.values()))[0])
-    mmd = lambda jobs, s: [j[s]["mmd"] for j in jobs if s in j]  # noqa: E731
+    samplers = list(next(iter(next(iter(scored.values())).values())))
+    mmd = lambda jobs, s: {seed: j[s]["mmd"] for seed, j in jobs.items() if s in j}  # noqa: E731
     rows = [
-        [f"`{name}`", len(jobs), *(mean_sd(mmd(jobs, s)) for s in samplers)] for name, jobs in scored.items()
+        [f"`{name}`", ",".join(sorted(jobs)), *(mean_sd(mmd(jobs, s).values()) for s in samplers)]
+        for name, jobs in scored.items()
     ]
     if exact:
         rows.append(
@@ -176,11 +202,27 @@ def nfe_table(arms: dict[str, list[Run]], exact: dict | None) -> list[str]:
         (n, b) for n in scored if (b := base_of(n)) in scored and len(scored[n]) > 1 and len(scored[b]) > 1
     ]
     if pairs:
-        lines += ["", "Against the base, difference ± standard error:", ""]
+        lines += ["", "Against the base, difference of the means ± standard error:", ""]
         lines += markdown_table(
             ["arm", "base", *samplers],
             [
-                [f"`{n}`", f"`{b}`", *(difference(mmd(scored[n], s), mmd(scored[b], s)) for s in samplers)]
+                [
+                    f"`{n}`",
+                    f"`{b}`",
+                    *(difference(mmd(scored[n], s).values(), mmd(scored[b], s).values()) for s in samplers),
+                ]
+                for n, b in pairs
+            ],
+        )
+        lines += ["", "Against the base, paired by seed: mean ± se of the per-seed differences (pairs):", ""]
+        lines += markdown_table(
+            ["arm", "base", *samplers],
+            [
+                [
+                    f"`{n}`",
+                    f"`{b}`",
+                    *(paired_difference(mmd(scored[n], s), mmd(scored[b], s)) for s in samplers),
+                ]
                 for n, b in pairs
             ],
         )
@@ -195,7 +237,8 @@ def plot_nfe(arms: dict[str, list[Run]], exact: dict | None, path: Path) -> Path
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, family in zip(axes, ("ddim", "heun"), strict=True):
-        for name, jobs in [*scored.items(), *([("exact denoiser", [exact])] if exact else [])]:
+        curves = [(name, list(jobs.values())) for name, jobs in scored.items()]
+        for name, jobs in [*curves, *([("exact denoiser", [exact])] if exact else [])]:
             names = sorted(
                 (s for s in jobs[0] if s.startswith(family) and s[len(family) :].isdigit()),
                 key=lambda s: int(s[len(family) :]),
@@ -270,6 +313,13 @@ def report(results: Path = RESULTS, earlier: Path | None = EARLIER) -> Path:
         "lower-variance draws at the authors' cost.",
         "",
         *main_table(arms),
+        "",
+        "Paired by seed: at one seed every arm starts from the same initial weights, sees the same data",
+        "order and samples with the same noise, so the difference at each seed cancels that seed's share of",
+        "the spread (the seeds' spread in the table above is mostly shared). Mean ± se of the per-seed",
+        "differences (pairs), for the arms run at 2 or more of their base's seeds:",
+        "",
+        *paired_table(arms),
         "",
         f"Exact denoiser (the limit): ParaDDPM {number(limit.get('eval/para_ddpm/mmd', nan))}, "
         f"ParaDDIM {number(limit.get('eval/para_ddim/mmd', nan))} (MMD^2 is unbiased: it can be below 0). "

@@ -47,6 +47,8 @@ def test_a_weight_sweep_gives_two_arms_of_two_seeds_with_their_means(tmp_path):
     # against the first weight: +0.25 ± sqrt(0.005/2 + 0.02/2) = 0.11; val/nll differs by nothing
     assert "## Against the baseline `loss.cdl.weight=0.1`" in report
     assert "| loss.cdl.weight=1 | +0.25 ± 0.11 |" in report and "| loss.cdl.weight=1 | +0 ± 0.71 |" in report
+    # paired by seed: differences 0.2 and 0.3, se = sd / sqrt(2) = 0.05
+    assert "### Paired by seed" in report and "| loss.cdl.weight=1 | +0.25 ± 0.05 (2) |" in report
     assert "train/loss" not in report  # eval/ and val/ metrics by default
 
     rows = list(csv.DictReader((tmp_path / "sweep" / "runs.csv").open()))
@@ -146,3 +148,21 @@ def test_on_a_real_smoke_multirun(weight_sweep_run):
         cell = compare.mean_sd(values, n=True)
         assert math.isfinite(statistics.fmean(values)) and cell.endswith("(2)")
         assert f"| {arm.label} | {cell} |" in report, (arm.label, cell)
+
+
+def test_the_paired_difference_cancels_a_shared_seed_effect():
+    # Each seed shifts both arms by the same amount (its share); the arm is better by 0.1 at every seed
+    # up to small noise, so the pairs resolve what the unpaired difference cannot.
+    seed_effect = {"0": 0.0, "1": 3.0, "2": -2.0, "3": 1.0}
+    noise = {"0": 0.01, "1": -0.02, "2": 0.0, "3": 0.01}
+    base = {s: 5.0 + e for s, e in seed_effect.items()}
+    arm = {s: 5.0 + e - 0.1 + noise[s] for s, e in seed_effect.items()}
+    diffs = [arm[s] - base[s] for s in base]
+    se = statistics.stdev(diffs) / 2
+    assert compare.paired_difference(arm, base) == f"-0.1 ± {compare.number(se, 2)} (4)"
+    assert se < 0.01
+    unpaired = compare.difference(arm.values(), base.values())
+    assert float(unpaired.split(" ± ")[1]) > 1.0  # the seed effect swamps the unpaired se
+    # only the seeds both sides ran count; non-finite values drop their pair; under two pairs: "-"
+    assert compare.paired_difference({**arm, "9": 1.0, "3": math.nan}, base).endswith("(3)")
+    assert compare.paired_difference({"0": 1.0}, base) == "-"
