@@ -59,6 +59,11 @@ def test_collect_report_pools_earlier_jobs_and_compares_each_arm_with_its_base(t
     report = cdl_report.report(results, earlier).read_text()
     row = next(line for line in report.splitlines() if line.startswith("| `itd_cdl_p2_w0.1`"))
     assert "0.002 ± 0.00071" in row and "-0.001 ± 0.0011" in row
+    # paired by seed: seed 0 0.0015 - 0.002, seed 1 0.0025 - 0.004: -0.001 ± 0.0005 (2 pairs)
+    paired = next(
+        line for line in report.split("Paired by seed")[1].splitlines() if "`itd_cdl_p2_w0.1`" in line
+    )
+    assert "| -0.001 ± 0.0005 (2) |" in paired and "0: -0.0005, 1: -0.0015" in paired
     assert (results / "plots" / "mmd_vs_weight.png").stat().st_size > 0
 
 
