@@ -237,22 +237,83 @@ def plot_nfe(arms: dict[str, list[Run]], exact: dict | None, path: Path) -> Path
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, family in zip(axes, ("ddim", "heun"), strict=True):
-        curves = [(name, list(jobs.values())) for name, jobs in scored.items()]
-        for name, jobs in [*curves, *([("exact denoiser", [exact])] if exact else [])]:
-            names = sorted(
-                (s for s in jobs[0] if s.startswith(family) and s[len(family) :].isdigit()),
-                key=lambda s: int(s[len(family) :]),
-            )
-            nfe = [jobs[0][s]["nfe"] for s in names]
-            mean = [sum(j[s]["mmd"] for j in jobs) / len(jobs) for s in names]
+        for name, jobs in [*scored.items(), *([("exact denoiser", {"-": exact})] if exact else [])]:
+            names, nfe = _family(jobs, family)
+            mean = [statistics.fmean(j[s]["mmd"] for j in jobs.values()) for s in names]
             ax.plot(nfe, mean, "k--" if name == "exact denoiser" else "o-", label=f"{name} (n={len(jobs)})")
-        ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1e-4)
-        ax.set_xlabel("network evaluations per sample")
+        _nfe_axes(ax, nfe)
         ax.set_title(f"{family.upper()}: MMD against NFE (mean over seeds)")
     axes[0].set_ylabel("MMD^2 (paper units)")
     axes[1].legend(fontsize=7)
     return save_figure(fig, path, dpi=110)
+
+
+def _family(jobs: dict[str, dict], family: str) -> tuple[list[str], list[float]]:
+    """The sampler names of one family (ddim10, ddim25, ...) in step order, and their NFE."""
+    first = next(iter(jobs.values()))
+    names = sorted(
+        (s for s in first if s.startswith(family) and s[len(family) :].isdigit()),
+        key=lambda s: int(s[len(family) :]),
+    )
+    return names, [first[s]["nfe"] for s in names]
+
+
+def _nfe_axes(ax, nfe: list[float]) -> None:
+    """Log axes with the NFE values as plain ticks; symlog on y only if a plotted MMD is not above 0
+    (MMD^2 is unbiased, so a model at the noise floor can score below 0)."""
+    ax.set_xscale("log")
+    ax.set_xticks(nfe, [str(int(n)) for n in nfe])
+    ax.minorticks_off()
+    values = [y for line in ax.get_lines() for y in line.get_ydata()]
+    if values and min(values) > 0:
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set_xlabel("network evaluations per sample")
+
+
+def plot_nfe_pairs(arms: dict[str, list[Run]], exact: dict | None, folder: Path) -> list[Path]:
+    """One picture per comparison: an arm scored at 2 or more seeds against its base, MMD against NFE
+    for DDIM and EDM-Heun (mean ± standard error over the seeds) and the paired difference arm - base
+    at each sampler (mean ± se over the seeds both ran; below 0: the arm is better)."""
+    from ctdm.plotting import plt, save_figure
+
+    scored = nfe_scores(arms)
+    paths = []
+    for name, jobs in scored.items():
+        base = base_of(name)
+        if base in (None, name) or base not in scored or len(jobs) < 2 or len(scored[base]) < 2:
+            continue
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        seeds = sorted(set(jobs) & set(scored[base]))
+        for ax, family in zip(axes[:2], ("ddim", "heun"), strict=True):
+            names, nfe = _family(jobs, family)
+            for label, runs, style in ((base, scored[base], "s-"), (name, jobs, "o-")):
+                values = [[j[s]["mmd"] for j in runs.values()] for s in names]
+                mean = [statistics.fmean(v) for v in values]
+                se = [statistics.stdev(v) / len(v) ** 0.5 for v in values]
+                ax.errorbar(nfe, mean, yerr=se, fmt=style, capsize=3, label=f"{label} (n={len(runs)})")
+            if exact:
+                ax.plot(nfe, [exact[s]["mmd"] for s in names], "k--", label="exact denoiser")
+            _nfe_axes(ax, nfe)
+            ax.set_title(f"{family.upper()}: MMD^2, mean ± se over seeds")
+            ax.legend(fontsize=7)
+        axes[0].set_ylabel("MMD^2 (paper units)")
+        samplers = [s for s in next(iter(jobs.values())) if s in scored[base][seeds[0]]]
+        diffs = [[jobs[k][s]["mmd"] - scored[base][k][s]["mmd"] for k in seeds] for s in samplers]
+        axes[2].errorbar(
+            range(len(samplers)),
+            [statistics.fmean(d) for d in diffs],
+            yerr=[statistics.stdev(d) / len(d) ** 0.5 for d in diffs],
+            fmt="o",
+            capsize=3,
+        )
+        axes[2].axhline(0, color="k", lw=0.8)
+        axes[2].set_xticks(range(len(samplers)), samplers, rotation=60, fontsize=7)
+        axes[2].set_title(f"{name} - {base}, paired by seed ({len(seeds)} pairs), ± se")
+        fig.tight_layout()
+        paths.append(save_figure(fig, folder / f"mmd_vs_nfe_{name}.png", dpi=110))
+    return paths
 
 
 def plot_weights(arms: dict[str, list[Run]], path: Path) -> Path:
@@ -300,6 +361,7 @@ def report(results: Path = RESULTS, earlier: Path | None = EARLIER) -> Path:
     (results / "plots").mkdir(parents=True, exist_ok=True)
     weights = plot_weights(arms, results / "plots" / "mmd_vs_weight.png")
     nfe_plot = plot_nfe(arms, exact, results / "plots" / "mmd_vs_nfe.png")
+    pair_plots = plot_nfe_pairs(arms, exact, results / "plots")
     lines = [
         "# Which CDL setting helps? (experiment=paper_dino, 20k steps, 2,000 samples)",
         "",
@@ -334,6 +396,7 @@ def report(results: Path = RESULTS, earlier: Path | None = EARLIER) -> Path:
         *nfe_table(arms, exact),
         "",
         *([f"![MMD against NFE]({nfe_plot.relative_to(results)})", ""] if nfe_plot else []),
+        *(f"![{p.stem}]({p.relative_to(results)})\n" for p in pair_plots),
         "## Jobs run twice (here and in the earlier report): they must agree",
         "",
         *(f"- {c}" for c in checks or ["none"]),

@@ -67,6 +67,32 @@ def test_collect_report_pools_earlier_jobs_and_compares_each_arm_with_its_base(t
     assert (results / "plots" / "mmd_vs_weight.png").stat().st_size > 0
 
 
+def test_few_step_scores_are_compared_per_seed_with_one_picture_per_comparison(tmp_path):
+    results = tmp_path / "results"
+    for arm, loss, shift in (("itd", "itd", 0.0), ("itd_cdl_p2_w0.1", "itd_cdl", -0.001)):
+        for seed, seed_effect in ((0, 0.0), (1, 0.004)):
+            folder = results / arm / f"seed{seed}"
+            write_job(folder, loss, seed, 0.002)
+            scores = {
+                f"ddim{k}": {"mmd": 0.01 + seed_effect + shift + 0.0001 * k * seed, "nfe": k, "passes": k}
+                for k in (10, 100)
+            }
+            (folder / "nfe.json").write_text(json.dumps(scores))
+    report = cdl_report.report(results, None).read_text()
+    unpaired, paired = report.split("Against the base, difference of the means")[1].split("paired by seed")
+    # the arm is 0.001 lower at both seeds: paired se 0 (to rounding), while the seed effect swamps the
+    # unpaired se
+    assert "| `itd_cdl_p2_w0.1` | `itd` | -0.001 ± 0.0035 | -0.001 ± 0.0099 |" in unpaired
+    row = next(line for line in paired.splitlines() if line.startswith("| `itd_cdl_p2_w0.1`"))
+    cells = [c.strip() for c in row.strip("|").split("|")][2:]
+    assert [c.split(" ± ")[0] for c in cells] == ["-0.001", "-0.001"] and all(
+        c.endswith("(2)") for c in cells
+    )
+    assert all(float(c.split(" ± ")[1].split()[0]) < 1e-12 for c in cells)
+    picture = results / "plots" / "mmd_vs_nfe_itd_cdl_p2_w0.1.png"
+    assert picture.stat().st_size > 10_000 and f"]({picture.relative_to(results)})" in report
+
+
 def test_single_seeds_compare_seed_for_seed():
     base = [cdl_report.Run(folder=None, overrides={"seed": "0"}, config={}, choices={}, metrics={"m": 0.5})]
     arm = [cdl_report.Run(folder=None, overrides={"seed": "0"}, config={}, choices={}, metrics={"m": 0.75})]
