@@ -112,8 +112,10 @@ def values(runs: list[Run], metric: str) -> list[float]:
 
 
 def versus_base(runs: list[Run], base: list[Run], metric: str) -> str:
-    """difference ± se with two or more seeds each side, else the single seeds' difference (marked n=1)."""
-    text = difference(values(runs, metric), values(base, metric))
+    """difference ± se with two or more seeds each side, else the single seeds' difference (marked n=1).
+    The base counts at the arm's seeds where it ran 2 or more of them: seeds differ (a base run at more
+    seeds than its arm would otherwise mix seed composition into the difference)."""
+    text = difference(values(runs, metric), values(at_seeds(base, {r.seed for r in runs}), metric))
     if text != "-" or not base:
         return text
     same_seed = {r.seed: r.metrics.get(metric) for r in base}
@@ -123,6 +125,18 @@ def versus_base(runs: list[Run], base: list[Run], metric: str) -> str:
         if same_seed.get(r.seed) is not None and metric in r.metrics
     ]
     return f"{'+' if diffs[0] >= 0 else ''}{number(diffs[0])} (n=1)" if len(diffs) == 1 else "-"
+
+
+def at_seeds(runs: list[Run], seeds: set[str]) -> list[Run]:
+    """The runs at `seeds` if 2 or more are, else all of them."""
+    same = [r for r in runs if r.seed in seeds]
+    return same if len(same) > 1 else runs
+
+
+def same_seeds(base: dict[str, dict], arm: dict[str, dict]) -> dict[str, dict]:
+    """{seed: scores} of the base at the arm's seeds if 2 or more are, else all of them."""
+    same = {seed: scores for seed, scores in base.items() if seed in arm}
+    return same if len(same) > 1 else base
 
 
 def by_seed(runs: list[Run], metric: str) -> dict[str, float]:
@@ -209,7 +223,12 @@ def nfe_table(arms: dict[str, list[Run]], exact: dict | None) -> list[str]:
                 [
                     f"`{n}`",
                     f"`{b}`",
-                    *(difference(mmd(scored[n], s).values(), mmd(scored[b], s).values()) for s in samplers),
+                    *(
+                        difference(
+                            mmd(scored[n], s).values(), mmd(same_seeds(scored[b], scored[n]), s).values()
+                        )
+                        for s in samplers
+                    ),
                 ]
                 for n, b in pairs
             ],
@@ -368,7 +387,8 @@ def report(results: Path = RESULTS, earlier: Path | None = EARLIER) -> Path:
         "Built by `python -m experiments.cdl_report` from the run folders beside this file and the",
         "earlier report's (`../paper_dino/authors`). MMD^2 in the authors' units; mean ± sd over the seeds",
         "listed; Δ: the arm's mean minus its base's (`itd` for the ITD base, `mse_sum` for the MSE base)",
-        "± the standard error of the difference, or the one seed's difference (n=1) in the coarse pass.",
+        "± the standard error of the difference (the base at the arm's seeds), or the one seed's difference",
+        "(n=1) in the coarse pass.",
         "A Δ within about two standard errors is not resolved by the seeds. Arm names:",
         "`<base>_cdl_p<points>_w<weight>` is ctdm's every-item CDL with that many shared points per item",
         "(plain draws); `sf2` is 2 points with stratified and focused levels (ctdm.diffusion.Draws), the",

@@ -101,3 +101,14 @@ def test_single_seeds_compare_seed_for_seed():
         cdl_report.Run(folder=None, overrides={"seed": "1"}, config={}, choices={}, metrics={"m": 0.75})
     ]
     assert cdl_report.versus_base(other_seed, base, "m") == "-"
+
+
+def test_the_base_counts_at_the_arms_seeds():
+    run = lambda seed, m: cdl_report.Run(  # noqa: E731
+        folder=None, overrides={"seed": seed}, config={}, choices={}, metrics={"m": m}
+    )
+    base = [run("0", 1.0), run("1", 2.0), run("2", 9.0)]  # seed 2 is a bad seed the arm never ran
+    arm = [run("0", 1.5), run("1", 2.5)]
+    # against the base's seeds 0 and 1 (mean 1.5), not all three (mean 4)
+    assert cdl_report.versus_base(arm, base, "m").startswith("+0.5 ± ")
+    assert cdl_report.versus_base([run("0", 1.5), run("7", 2.5)], base, "m").startswith("-2 ± ")
