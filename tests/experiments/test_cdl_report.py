@@ -112,3 +112,28 @@ def test_the_base_counts_at_the_arms_seeds():
     # against the base's seeds 0 and 1 (mean 1.5), not all three (mean 4)
     assert cdl_report.versus_base(arm, base, "m").startswith("+0.5 ± ")
     assert cdl_report.versus_base([run("0", 1.5), run("7", 2.5)], base, "m").startswith("-2 ± ")
+
+
+def test_checkpoints_rescored_with_other_noise_are_compared_paired(tmp_path):
+    results = tmp_path / "results"
+    for arm, loss, own, again in (
+        ("itd", "itd", 0.002, 0.003),
+        ("itd_cdl_p2_w0.01", "itd_cdl", 0.0019, 0.0028),
+    ):
+        for seed, seed_effect in ((0, 0.0), (1, 0.001)):
+            folder = results / arm / f"seed{seed}"
+            write_job(folder, loss, seed, own + seed_effect)
+            summary = json.loads((folder / "summary.json").read_text())
+            summary["metrics"]["eval/ddpm/mmd"] = own + seed_effect
+            (folder / "summary.json").write_text(json.dumps(summary))
+            (folder / "eval_seed1").mkdir()
+            metrics = {"eval/ddpm/mmd": again + seed_effect, "val/nll": 1.5}
+            (folder / "eval_seed1" / "metrics.json").write_text(json.dumps(metrics))
+    report = cdl_report.report(results, None).read_text()
+    section = report.split("## The same checkpoints with other sampling noise")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| `itd_cdl_p2_w0.01`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["`itd_cdl_p2_w0.01`", "`itd`", "seed1"]
+    assert (
+        cells[3].startswith("-0.0002 ± ") and cells[4] == "+0 ± 0 (2)" and cells[5].startswith("-0.0001 ± ")
+    )
