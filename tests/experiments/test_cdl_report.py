@@ -49,7 +49,7 @@ def test_collect_report_pools_earlier_jobs_and_compares_each_arm_with_its_base(t
         "mse_sum": ["0"],
     }
     assert list(arms)[:2] == ["itd", "itd_cdl_p2_w0.1"]  # each base before its arms
-    assert checks == ["itd seed 0: ParaDDPM MMD 0.002 here, 0.002 in the earlier report"]
+    assert checks == ["itd seed 0: ParaDDPM MMD 0.002 here, 0.002 in the earlier report: agree"]
     # arm mean 0.002, base mean 0.003: -0.001 ± sqrt(0.0005^2 + 0.001^2) = 0.0011
     assert (
         cdl_report.versus_base(arms["itd_cdl_p2_w0.1"], arms["itd"], "eval/para_ddpm/mmd")
