@@ -392,37 +392,45 @@ def plot_nfe_pairs(arms: dict[str, list[Run]], exact: dict | None, folder: Path)
 
 
 def plot_weights(arms: dict[str, list[Run]], path: Path) -> Path:
-    """ParaDDPM and ParaDDIM MMD against the CDL weight, per base and draws, with the bases as lines."""
+    """Each CDL arm's difference from its base against the CDL weight, paired by seed (mean ± se over
+    the seeds both ran; a point without a bar: one seed), per base, points and draws; ParaDDPM,
+    ParaDDIM and val/nll. Arms run at different seeds compare only through their own base's seeds."""
     from ctdm.plotting import plt, save_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, metric in zip(axes, ("eval/para_ddpm/mmd", "eval/para_ddim/mmd"), strict=True):
+    metrics = ("eval/para_ddpm/mmd", "eval/para_ddim/mmd", "val/nll")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    for ax, metric in zip(axes, metrics, strict=True):
         families: dict[str, list[tuple[float, list[float]]]] = {}
         for name, runs in arms.items():
-            if "_cdl_" in name and "_w" in name:
-                family, weight = name.rsplit("_w", 1)
-                families.setdefault(family, []).append((float(weight), values(runs, metric)))
-        for family, points in sorted(families.items()):
+            base = base_of(name)
+            if "_cdl_" not in name or "_w" not in name or base not in arms:
+                continue
+            family, weight = name.rsplit("_w", 1)
+            arm_values, base_values = by_seed(runs, metric), by_seed(arms[base], metric)
+            diffs = [arm_values[s] - base_values[s] for s in arm_values if s in base_values]
+            if diffs:
+                families.setdefault(family, []).append((float(weight), diffs))
+        for i, (family, points) in enumerate(sorted(families.items())):
             points.sort()
+            shift = 1.06 ** (i - len(families) / 2)  # side by side at one weight
             ax.errorbar(
-                [w for w, _ in points],
-                [sum(v) / len(v) for _, v in points],
-                yerr=[(max(v) - min(v)) / 2 for _, v in points],
-                marker="o",
+                [w * shift for w, _ in points],
+                [statistics.fmean(d) for _, d in points],
+                yerr=[statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0 for _, d in points],
+                marker="o" if family.startswith("itd") else "s",
                 capsize=3,
                 linestyle="-" if family.startswith("itd") else ":",
                 label=family,
             )
-        for base, color in (("itd", "C0"), ("mse_sum", "C3")):
-            base_values = values(arms.get(base, []), metric)
-            if len(base_values) > 1:
-                mean, sd = statistics.fmean(base_values), statistics.stdev(base_values)
-                ax.axhspan(mean - sd, mean + sd, color=color, alpha=0.15, label=f"{base}: mean ± sd")
+        ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1e-3 if metric.startswith("eval") else 0.1)
         ax.set_xlabel("loss.cdl.weight")
-        ax.set_ylabel(f"{metric} (paper units)")
-        ax.set_title(metric.split("/")[1] + ": mean over seeds, bars: half range")
-    axes[1].legend(fontsize=7, ncol=2)
+        ax.set_ylabel(f"Δ {metric} vs base")
+        ax.set_title(f"{metric.split('/')[-2] if metric.startswith('eval') else metric}: arm - base, paired")
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("CDL arms against their base (itd or mse_sum) at the same seeds: mean ± se; no bar: 1 seed")
+    fig.tight_layout()
     return save_figure(fig, path, dpi=110)
 
 
