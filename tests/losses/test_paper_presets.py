@@ -143,7 +143,7 @@ def test_mse_sum_is_the_sum_over_dimensions(make_cfg):
     "option,names,share,samples",
     [
         ("mse_cdl", ["mse", "cdl"], True, "all"),
-        ("contrastive", ["mse", "cdl"], True, "all"),
+        ("contrastive", ["itd", "cdl"], True, "all"),  # = itd_cdl, the best setting measured
         ("itd_cdl", ["itd", "cdl"], True, "all"),
     ],
 )
@@ -155,6 +155,8 @@ def test_ctdm_presets_put_cdl_on_every_item_with_shared_draws(make_cfg, option, 
         samples,
         None,
     )
+    # the CDL default from the sweep (experiments/results/cdl_sweep): 16 shared points at weight 1
+    assert (terms["cdl"].points, terms["cdl"].weight) == (16, 1.0)
 
 
 def test_bad_reduction_and_divisor_are_named():
