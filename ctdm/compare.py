@@ -240,12 +240,7 @@ class Arm:
         return [run.metrics[metric] for run in self.runs if metric in run.metrics]
 
     def by_seed(self, metric: str) -> dict[str, float]:
-        """{seed: value} over the seeds with one run holding the metric (a seed run twice pairs with
-        nothing)."""
-        seeds = [run.seed for run in self.runs if metric in run.metrics]
-        return {
-            r.seed: r.metrics[metric] for r in self.runs if metric in r.metrics and seeds.count(r.seed) == 1
-        }
+        return by_seed(self.runs, metric)
 
 
 def _sort_key(value: str):
@@ -355,6 +350,12 @@ def difference(values: Iterable, base: Iterable) -> str:
     se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
     diff = statistics.fmean(a) - statistics.fmean(b)
     return f"{'+' if diff >= 0 else ''}{number(diff)} ± {number(se, 2)}"
+
+
+def by_seed(runs: Sequence[Run], metric: str) -> dict[str, float]:
+    """{seed: value} over the seeds with one run holding the metric (a seed run twice pairs with nothing)."""
+    seeds = [run.seed for run in runs if metric in run.metrics]
+    return {r.seed: r.metrics[metric] for r in runs if metric in r.metrics and seeds.count(r.seed) == 1}
 
 
 def paired_difference(values: Mapping, base: Mapping) -> str:

@@ -24,7 +24,16 @@ import shutil
 import statistics
 from pathlib import Path
 
-from ctdm.compare import Run, difference, load_runs, markdown_table, mean_sd, number, paired_difference
+from ctdm.compare import (
+    Run,
+    by_seed,
+    difference,
+    load_runs,
+    markdown_table,
+    mean_sd,
+    number,
+    paired_difference,
+)
 
 RESULTS = Path(__file__).parent / "results" / "cdl_sweep"
 EARLIER = Path(__file__).parent / "results" / "paper_dino" / "authors"
@@ -143,10 +152,6 @@ def same_seeds(base: dict[str, dict], arm: dict[str, dict]) -> dict[str, dict]:
     """{seed: scores} of the base at the arm's seeds if 2 or more are, else all of them."""
     same = {seed: scores for seed, scores in base.items() if seed in arm}
     return same if len(same) > 1 else base
-
-
-def by_seed(runs: list[Run], metric: str) -> dict[str, float]:
-    return {r.seed: r.metrics[metric] for r in runs if metric in r.metrics}
 
 
 def paired_table(arms: dict[str, list[Run]]) -> list[str]:
