@@ -506,6 +506,213 @@ def plot_pass_curves(
     return save_figure(fig, path, dpi=110)
 
 
+# -- the compute axis: metrics against training cost --------------------------------------------------
+
+# The training cost a run records (summary.json's metrics, ctdm.evaluate's metrics.json: ctdm.training_cost),
+# and the derived `train/rows` = rows forward + rows backward (network evaluations).
+TRAINING_COST = ("train/seconds", "train/steps", "train/rows_forward", "train/rows_backward")
+COST_AXES = (*TRAINING_COST, "train/rows")
+# The budget a run was given: `step`, its global step (a training run's last, an evaluation's checkpoint's).
+STEP_BUDGET = "step"
+
+
+def cost_of(run: Run, key: str) -> float | None:
+    """The run's training cost `key` (any metric, or train/rows); None when it did not record it."""
+    if key == "train/rows" and key not in run.metrics:
+        parts = [run.metrics.get(k) for k in ("train/rows_forward", "train/rows_backward")]
+        return None if None in parts else parts[0] + parts[1]
+    return run.metrics.get(key)
+
+
+def budget_of(run: Run, budget: str = STEP_BUDGET) -> str:
+    """The run's value of the budget key (`step`: its global step)."""
+    return normalize(run.step) if budget == STEP_BUDGET else run.value(budget)
+
+
+def rows_per_step(runs: Sequence[Run]) -> list[float]:
+    """(rows forward + backward) / steps of each run that recorded them: network evaluations per step."""
+    return [
+        cost_of(r, "train/rows") / r.metrics["train/steps"]
+        for r in runs
+        if cost_of(r, "train/rows") is not None and r.metrics.get("train/steps")
+    ]
+
+
+def mean_se(values: Iterable) -> tuple[float, float] | None:
+    """(mean, standard error) of the finite values (se 0 for one value); None for none."""
+    values = finite(values)
+    if not values:
+        return None
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return statistics.fmean(values), se
+
+
+def mean_se_text(values: Iterable) -> str:
+    """`mean ± se (n)`; `mean (1)` for one value; "-" for none."""
+    stats, n = mean_se(values), len(finite(values))
+    if stats is None:
+        return "-"
+    mean, se = stats
+    return f"{number(mean)} ± {number(se, 2)} ({n})" if n > 1 else f"{number(mean)} (1)"
+
+
+@dataclass
+class CostPoint:
+    """The runs of one arm at one budget (seeds pooled): one point of its cost curve."""
+
+    budget: str
+    runs: list[Run]
+
+    def costs(self, key: str) -> list[float]:
+        return finite(cost_of(run, key) for run in self.runs)
+
+    def values_of(self, metric: str) -> list[float]:
+        return [run.metrics[metric] for run in self.runs if metric in run.metrics]
+
+
+@dataclass
+class CostCurve:
+    """An arm (the swept keys less the budget) and its points, by budget."""
+
+    arm: Arm
+    points: list[CostPoint]
+
+    def xy(self, cost: str, metric: str) -> list[tuple[float, float, float, float, int]]:
+        """(mean cost, its se, mean metric, its se, n) per point with both, in order of mean cost."""
+        out = []
+        for point in self.points:
+            x, y = mean_se(point.costs(cost)), mean_se(point.values_of(metric))
+            if x is not None and y is not None:
+                out.append((*x, *y, len(finite(point.values_of(metric)))))
+        return sorted(out)
+
+    def at(self, cost: str, metric: str, budget: float) -> float | None:
+        """The metric's mean at `budget` of cost, linearly interpolated between the two points around it
+        (in log cost when every cost is positive: budgets are usually spaced by factors); None outside
+        the curve's measured range (never extrapolated)."""
+        points = [(x, y) for x, _, y, _, _ in self.xy(cost, metric)]
+        if not points or not points[0][0] <= budget <= points[-1][0]:
+            return None
+        scale = math.log if all(x > 0 for x, _ in points) and budget > 0 else (lambda v: v)
+        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+            if x0 <= budget <= x1:
+                if x1 == x0:
+                    return (y0 + y1) / 2
+                t = (scale(budget) - scale(x0)) / (scale(x1) - scale(x0))
+                return y0 + t * (y1 - y0)
+        return points[0][1]  # a single point, at exactly its cost
+
+
+def cost_curves(
+    runs: Sequence[Run], cost: str, budget: str = STEP_BUDGET, keys: Sequence[str] | None = None
+) -> list[CostCurve]:
+    """One curve per arm: the runs that recorded `cost`, grouped by `keys` (default: the swept keys)
+    less the budget key (and trainer.max_steps, which sets the step, for the `step` budget), each arm's
+    runs at one budget pooled into a point (ordered by budget)."""
+    runs = [run for run in runs if cost_of(run, cost) is not None]
+    keys = swept_keys(runs) if keys is None else list(keys)
+    not_arms = {budget, "trainer.max_steps"} if budget == STEP_BUDGET else {budget}
+    curves = []
+    for arm in group_runs(runs, [k for k in keys if k not in not_arms]):
+        points: dict[str, list[Run]] = {}
+        for run in arm.runs:
+            points.setdefault(budget_of(run, budget), []).append(run)
+        ordered = sorted(points, key=_sort_key)
+        curves.append(CostCurve(arm, [CostPoint(b, points[b]) for b in ordered]))
+    return curves
+
+
+def plot_cost_curves(
+    curves: Sequence[CostCurve], labels: Sequence[str], cost: str, metrics: Sequence[str], path: Path
+) -> Path | None:
+    """Each metric against the training cost: mean ± se over the seeds at each budget (both axes), one
+    line per arm. None without a point."""
+    from ctdm.plotting import plt, save_figure
+
+    if not any(curve.xy(cost, m) for curve in curves for m in metrics):
+        return None
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.5 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        xs = []
+        for i, (curve, label) in enumerate(zip(curves, labels, strict=True)):
+            points = curve.xy(cost, metric)
+            if points:
+                x, xerr, y, yerr, _ = zip(*points, strict=True)
+                ax.errorbar(x, y, xerr=xerr, yerr=yerr, marker="o", capsize=3, color=f"C{i}", label=label)
+                xs += x
+        _x_scale(ax, xs)
+        ax.set_xlabel(cost)
+        ax.set_title(metric, fontsize=9)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("mean ± se over seeds at each budget", fontsize=9)
+    return save_figure(fig, path, dpi=100)
+
+
+def cost_report(
+    runs: Sequence[Run],
+    cost: str,
+    metrics: Sequence[str],
+    out: Path,
+    budget: str = STEP_BUDGET,
+    at: Sequence[float] = (),
+) -> list[str]:
+    """The report's section on the compute axis (and its plot under out/plots/): each arm's points with
+    their measured cost and metrics (mean ± se (n) over seeds), and, for costs `at`, each arm's metrics
+    interpolated there (CostCurve.at)."""
+    curves = cost_curves(runs, cost, budget)
+    if not curves:
+        recorded = sorted({k for run in runs for k in run.metrics if k.startswith("train/")})
+        raise ValueError(
+            f"--cost {cost}: no run recorded it (runs written before ctdm recorded training costs have "
+            f"none); use one of {list(COST_AXES)} or another metric the runs have: {recorded or 'none'}."
+        )
+    labels = arm_labels([c.arm for c in curves])
+    left_out = len(runs) - sum(len(p.runs) for c in curves for p in c.points)
+    budget_name = "step (the run's global step)" if budget == STEP_BUDGET else f"`{budget}`"
+    lines = ["", f"## Against training cost: `{cost}`", ""]
+    lines.append(
+        "One curve per arm (the swept keys less the budget); its points are the arm's budgets, "
+        f"{budget_name}: the runs at one budget are pooled over seeds, their measured `{cost}` averaged. "
+        "Cells: mean ± standard error (n)."
+    )
+    if left_out:
+        lines.append(f"{left_out} run(s) without `{cost}` left out.")
+    header = ["arm", "budget", cost, "rows/step", *metrics]
+    rows = []
+    for curve, label in zip(curves, labels, strict=True):
+        for point in curve.points:
+            cells = [mean_se_text(point.values_of(m)) for m in metrics]
+            per_step = rows_per_step(point.runs)
+            per_step = number(statistics.fmean(per_step)) if per_step else "-"
+            rows.append([label, point.budget, mean_se_text(point.costs(cost)), per_step, *cells])
+    lines += ["", *markdown_table(header, rows)]
+    if at:
+        lines += ["", f"### At equal `{cost}`", ""]
+        lines.append(
+            "Each arm's mean interpolated linearly between its two points around the cost (in log cost when "
+            "all are positive); '-' outside the arm's measured range (never extrapolated)."
+        )
+        for metric in metrics:
+            table = [
+                [label, *(_cell(curve.at(cost, metric, x)) for x in at)]
+                for curve, label in zip(curves, labels, strict=True)
+            ]
+            lines += ["", f"`{metric}`", "", *markdown_table(["arm", *(number(x) for x in at)], table)]
+    safe = re.sub(r"[^\w.=-]+", "_", cost)
+    plot = plot_cost_curves(curves, labels, cost, metrics, out / "plots" / f"metrics_vs_{safe}.png")
+    if plot is not None:
+        lines += ["", f"![{plot.stem}]({plot.relative_to(out)})"]
+    return lines
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else number(value)
+
+
 # -- the report ----------------------------------------------------------------------------------------
 
 
@@ -535,9 +742,13 @@ def compare(
     out: str | Path | None = None,
     baseline: Sequence[str] = (),
     metrics: Sequence[str] = DEFAULT_METRICS,
+    cost: str | None = None,
+    budget: str = STEP_BUDGET,
+    at: Sequence[float] = (),
 ) -> Path:
     """report.md, runs.csv and plots/ in `out` (default: the first path) for the runs under `paths`;
-    returns the report's path."""
+    returns the report's path. `cost` (e.g. train/seconds) adds the compute axis: the headline metrics
+    against it, one curve per arm with `budget` forming its points (cost_report), at the costs `at`."""
     out = Path(out if out is not None else paths[0])
     runs = load_runs(paths)
     unfinished = len(find_run_folders(paths)) - len(runs)
@@ -558,6 +769,8 @@ def compare(
         raise ValueError(
             f"--baseline names {unknown}, which the runs do not sweep; swept keys: {keys or 'none'}."
         )
+    if at and cost is None:
+        raise ValueError(f"--at {' '.join(map(str, at))} needs --cost, the cost those budgets are in.")
 
     seeds = sorted({run.seed for run in runs}, key=_sort_key)
     lines = [f"# Comparison of {len(runs)} runs in {len(arms)} arms", ""]
@@ -569,13 +782,21 @@ def compare(
     if unfinished:
         lines.append(f"{unfinished} unfinished run folder(s) (no summary.json) left out.")
     lines += ["", "## Arms", ""]
-    header = ["arm", *keys, "runs", "seeds"]
+    costs = [k for k in TRAINING_COST if any(k in run.metrics for run in runs)]
+    if costs:
+        lines.append(
+            "Training cost (mean over the arm's runs): wall time in training steps (no validation, sample "
+            "evaluation or checkpoints), steps, and network rows per step, forward + backward."
+        )
+        lines.append("")
+    header = ["arm", *keys, "runs", "seeds"] + (["train s", "steps", "rows/step"] if costs else [])
     rows = [
         [
             label,
             *arm.values.values(),
             len(arm.runs),
             ", ".join(sorted({r.seed for r in arm.runs}, key=_sort_key)),
+            *(_cost_cells(arm.runs) if costs else []),
         ]
         for arm, label in zip(arms, labels, strict=True)
     ]
@@ -624,12 +845,22 @@ def compare(
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}]({p.relative_to(out)})" for p in plots]
+    if cost is not None:
+        lines += cost_report(runs, cost, headline, out, budget, at)
 
-    write_runs_csv(runs, keys, names, out / "runs.csv", out)
+    write_runs_csv(runs, keys, [*names, *costs], out / "runs.csv", out)
     lines += ["", "Every run's numbers: [runs.csv](runs.csv)."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def _cost_cells(runs: Sequence[Run]) -> list[str]:
+    """Mean training seconds, steps and rows per step of the runs that recorded them."""
+    per_step = rows_per_step(runs)
+    seconds = finite(r.metrics.get("train/seconds") for r in runs)
+    steps = finite(r.metrics.get("train/steps") for r in runs)
+    return [number(statistics.fmean(v)) if v else "-" for v in (seconds, steps, per_step)]
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -659,9 +890,32 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument(
         "--out", type=Path, default=None, help="where report.md goes (default: the first path)"
     )
+    parser.add_argument(
+        "--cost",
+        default=None,
+        metavar="KEY",
+        help="add the compute axis: the headline metrics against this training cost, one curve per arm "
+        f"({', '.join(COST_AXES)}; train/rows = forward + backward network rows)",
+    )
+    parser.add_argument(
+        "--budget",
+        default=STEP_BUDGET,
+        metavar="KEY",
+        help="what makes the points of a curve: an override key (e.g. trainer.max_time), or `step` (the "
+        "default): each run's global step, so trainer.max_steps and the checkpoints an evaluation scored "
+        "are points, not arms; runs of an arm at one budget are pooled over seeds",
+    )
+    parser.add_argument(
+        "--at",
+        nargs="+",
+        type=float,
+        default=[],
+        metavar="COST",
+        help="also tabulate each arm's metrics interpolated at these costs (e.g. --at 200 800 3200)",
+    )
     args = parser.parse_args(argv)
     try:
-        report = compare(args.paths, args.out, args.baseline, args.metrics)
+        report = compare(args.paths, args.out, args.baseline, args.metrics, args.cost, args.budget, args.at)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(1, f"Error: {err}\n")
     print(report)

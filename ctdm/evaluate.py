@@ -108,6 +108,7 @@ def _evaluate(cfg: DictConfig) -> dict:
     from ctdm.build import build_module, build_run, load_module
     from ctdm.callbacks import SampleEvaluation
     from ctdm.tracking import evaluation_identity, offline_runs, record_summary, run_identity
+    from ctdm.training_cost import CHECKPOINT_KEY, TrainingCost
 
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     identity = run_identity(cfg, hydra_cfg)
@@ -135,6 +136,8 @@ def _evaluate(cfg: DictConfig) -> dict:
     metrics = {k: float(v) for k, v in (validation[0] if validation else {}).items()}
     metrics.update(evaluation.results)
     metrics["global_step"] = step
+    if checkpoint is not None and CHECKPOINT_KEY in checkpoint:  # a point on a cost curve: the totals there
+        metrics.update(TrainingCost.from_checkpoint(checkpoint).metrics())
     record_summary(run.loggers, metrics)
     if run.trainer.is_global_zero:
         write_outputs(out, metrics, evaluation)
