@@ -12,6 +12,12 @@ by those values and writes into --out (default: the first PATH):
 - plots/: each headline metric against each numeric swept key (mean ± sd over seeds), and the parallel
   samplers' MMD after every Picard pass (mean over the seeds of each arm).
 
+The arms table shows each arm's training cost (train/seconds, train/steps, network rows per step).
+`--cost KEY` (train/seconds, train/rows, ...) adds the compute axis: the headline metrics against that
+cost, one curve per arm whose points are its budgets (`--budget`, default each run's global step, so
+trainer.max_steps and scored intermediate checkpoints are points, not arms), seeds pooled (mean ± se),
+and with `--at COST ...` each arm interpolated at equal cost (`cost_report`).
+
 The functions are the building blocks of report scripts (experiments/report.py uses them):
 
     runs = load_runs(["logs/train/multiruns/2026-01-02_03-04-05"])

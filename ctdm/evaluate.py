@@ -9,9 +9,11 @@ the config alone: a pretrained network (`model=pretrained_ddpm`) scored before a
 It runs the same SampleEvaluation a training run ends with, inside `trainer.validate` (so
 `trainer=ddp_cpu` or `trainer=ddp` shard the samples over ranks and the held-out metrics
 val/nll, val/cdl_acc come along), and writes into its own run folder (logs/evaluate/runs/...):
-`metrics.json` (flat `eval/<sampler>/<metric>` and `val/*` keys), `samples_<sampler>.npy` (every sample,
-written as it is drawn: memory follows eval.batch_size, not eval.num_samples) and the sample plots. Its
-W&B run joins the group of the run it scores (ctdm.tracking.evaluation_identity).
+`metrics.json` (flat `eval/<sampler>/<metric>` and `val/*` keys, and the checkpoint's training cost as
+`train/seconds`, `train/steps`, `train/rows_forward`, `train/rows_backward`: ctdm.training_cost),
+`samples_<sampler>.npy` (every sample, written as it is drawn: memory follows eval.batch_size, not
+eval.num_samples) and the sample plots. Its W&B run joins the group of the run it scores
+(ctdm.tracking.evaluation_identity).
 
 Why the checkpoint's group choices are added to the command line before Hydra parses it, rather than the
 config being composed from the run's own .hydra folder: Hydra composes before any of ctdm's code runs, and
