@@ -189,6 +189,8 @@ class DiffusionModule(L.LightningModule):
 
     def _add_time(self) -> None:
         if self._clock is not None:
+            if self.device.type == "cuda":  # the step's kernels finished, not only queued
+                torch.cuda.synchronize(self.device)
             now = time.perf_counter()
             self.cost_this_run.seconds += now - self._clock
             self._clock = now
