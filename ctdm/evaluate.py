@@ -9,9 +9,11 @@ the config alone: a pretrained network (`model=pretrained_ddpm`) scored before a
 It runs the same SampleEvaluation a training run ends with, inside `trainer.validate` (so
 `trainer=ddp_cpu` or `trainer=ddp` shard the samples over ranks and the held-out metrics
 val/nll, val/cdl_acc come along), and writes into its own run folder (logs/evaluate/runs/...):
-`metrics.json` (flat `eval/<sampler>/<metric>` and `val/*` keys), `samples_<sampler>.npy` (every sample,
-written as it is drawn: memory follows eval.batch_size, not eval.num_samples) and the sample plots. Its
-W&B run joins the group of the run it scores (ctdm.tracking.evaluation_identity).
+`metrics.json` (flat `eval/<sampler>/<metric>` and `val/*` keys, and the checkpoint's training cost as
+`train/seconds`, `train/steps`, `train/rows_forward`, `train/rows_backward`: ctdm.training_cost),
+`samples_<sampler>.npy` (every sample, written as it is drawn: memory follows eval.batch_size, not
+eval.num_samples) and the sample plots. Its W&B run joins the group of the run it scores
+(ctdm.tracking.evaluation_identity).
 
 Why the checkpoint's group choices are added to the command line before Hydra parses it, rather than the
 config being composed from the run's own .hydra folder: Hydra composes before any of ctdm's code runs, and
@@ -108,6 +110,7 @@ def _evaluate(cfg: DictConfig) -> dict:
     from ctdm.build import build_module, build_run, load_module
     from ctdm.callbacks import SampleEvaluation
     from ctdm.tracking import evaluation_identity, offline_runs, record_summary, run_identity
+    from ctdm.training_cost import CHECKPOINT_KEY, TrainingCost
 
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     identity = run_identity(cfg, hydra_cfg)
@@ -135,6 +138,8 @@ def _evaluate(cfg: DictConfig) -> dict:
     metrics = {k: float(v) for k, v in (validation[0] if validation else {}).items()}
     metrics.update(evaluation.results)
     metrics["global_step"] = step
+    if checkpoint is not None and CHECKPOINT_KEY in checkpoint:  # a point on a cost curve: the totals there
+        metrics.update(TrainingCost.from_checkpoint(checkpoint).metrics())
     record_summary(run.loggers, metrics)
     if run.trainer.is_global_zero:
         write_outputs(out, metrics, evaluation)

@@ -1,6 +1,7 @@
 """DiffusionModule: the LightningModule that holds the parameterised network and the weighted loss terms."""
 
 import math
+import time
 from collections.abc import Callable, Mapping
 
 import lightning as L
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from ctdm.diffusion import EpsPrediction, LikelihoodSettings, Parameterization, Reference, nll
 from ctdm.losses import ContrastiveDiffusionLoss, LossTerm, check_weights
+from ctdm.training_cost import CHECKPOINT_KEY, CountedEps, TrainingCost
 
 
 class DiffusionModule(L.LightningModule):
@@ -28,6 +30,12 @@ class DiffusionModule(L.LightningModule):
         without it); a mapping gives torch.compile's arguments, e.g. {"mode": "max-autotune"}.
     channels_last: convolution weights in NHWC layout (UNets on GPUs: tensor-core convolutions).
     The data variances are a buffer, so they travel in checkpoints with the weights.
+
+    Training cost (ctdm.training_cost): `cost_base` is the cost of the checkpoint chain this run resumed
+    (zero from scratch), `cost_this_run` what this process trained: the wall time from the start of each
+    training batch to the end of its optimizer step (or of its backward pass, when gradients accumulate),
+    the optimizer steps, and the rows the loss terms sent through the network. `training_cost`, their sum,
+    is logged (train/seconds, train/rows_forward, train/rows_backward) and stored in checkpoints.
     """
 
     def __init__(
@@ -83,6 +91,8 @@ class DiffusionModule(L.LightningModule):
         self.skip_nonfinite = skip_nonfinite
         self.max_skipped_fraction = max_skipped_fraction
         self.skipped_steps = 0  # steps skipped for a non-finite loss (skip_nonfinite), in checkpoints
+        self.cost_base, self.cost_this_run = TrainingCost(), TrainingCost()
+        self._clock: float | None = None  # perf_counter() at the start of the timed part of a batch
 
     @property
     def net(self) -> nn.Module:
@@ -109,6 +119,7 @@ class DiffusionModule(L.LightningModule):
             self.data_var = torch.empty_like(saved, device=self.device)
             self._reference = None
         self.skipped_steps = checkpoint.get("ctdm_skipped_steps", 0)
+        self.cost_base = TrainingCost.from_checkpoint(checkpoint)  # what the chain cost up to this step
 
     @property
     def reference(self) -> Reference:
@@ -121,13 +132,21 @@ class DiffusionModule(L.LightningModule):
         return self._reference
 
     # -- training -----------------------------------------------------------------------------
-    def objective(self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None):
-        """sum_k weight_k term_k(x) and every term's logs; terms not due at `step` are skipped."""
+    @property
+    def training_cost(self) -> TrainingCost:
+        """The cost of the checkpoint chain up to now: the resumed checkpoint's and this run's."""
+        return self.cost_base + self.cost_this_run
+
+    def objective(
+        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None, eps_fn=None
+    ):
+        """sum_k weight_k term_k(x) and every term's logs; terms not due at `step` are skipped. The terms
+        query `eps_fn` (default: self.eps)."""
         total, logs = x.new_zeros(()), {}
         for term in self.loss_terms.values():
             if step is not None and step % term.every_n_steps:
                 continue
-            value, term_logs = term(self.eps, x, generator, self.reference)
+            value, term_logs = term(eps_fn or self.eps, x, generator, self.reference)
             total = total + term.weight * value
             logs.update(term_logs)
         return total, logs
@@ -137,7 +156,9 @@ class DiffusionModule(L.LightningModule):
         generator = torch.Generator(device=batch.device).manual_seed(
             step_seed(self.noise_seed, step, self.global_rank)
         )
-        loss, logs = self.objective(batch, generator, step=step)
+        # Every rank runs the same rows on its share of the batch: each counts them world_size times.
+        counted = CountedEps(self.eps, self.cost_this_run, self.trainer.world_size)
+        loss, logs = self.objective(batch, generator, step=step, eps_fn=counted)
         # Means over the global batch (one collective under DDP): the logs do not depend on the number of
         # ranks, and every rank takes the same NaN decision, so none waits on a rank that skipped backward.
         means = torch.stack([loss.detach(), *logs.values()]).float()
@@ -159,6 +180,33 @@ class DiffusionModule(L.LightningModule):
         if self.skip_nonfinite:
             self.log("train/skipped_steps", float(self.skipped_steps))
         return loss if finite else None
+
+    # Timed: from the start of a batch (after the callbacks' on_train_batch_start) to the end of its backward
+    # pass and of its optimizer step; the callbacks' on_train_batch_end (checkpoints, sample evaluations)
+    # and validation come after, untimed.
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._clock = time.perf_counter()
+
+    def _add_time(self) -> None:
+        if self._clock is not None:
+            if self.device.type == "cuda":  # the step's kernels finished, not only queued
+                torch.cuda.synchronize(self.device)
+            now = time.perf_counter()
+            self.cost_this_run.seconds += now - self._clock
+            self._clock = now
+
+    def on_after_backward(self) -> None:
+        self._add_time()
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self._add_time()
+        self.cost_this_run.steps += 1
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._clock = None
+        cost = self.training_cost  # cumulative, so the last logged values are the chain's totals
+        self.log_dict({k: v for k, v in cost.metrics().items() if k != "train/steps"})
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         # The same levels and noise at every validation, so curves move only when the model does; each
@@ -184,6 +232,7 @@ class DiffusionModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["ctdm_skipped_steps"] = self.skipped_steps
+        checkpoint[CHECKPOINT_KEY] = self.training_cost.to_checkpoint()
         wandb = [lg for lg in self.loggers if isinstance(lg, WandbLogger)] if self._trainer else []
         if wandb and wandb[0].version:  # the W&B run a resumed run continues (ctdm.train)
             checkpoint["ctdm_wandb_id"] = wandb[0].version

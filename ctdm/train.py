@@ -55,6 +55,7 @@ def _train(cfg: DictConfig) -> dict:
     from ctdm.callbacks import Preempted, Preemption, SampleEvaluation, checkpoint_paths
     from ctdm.checkpoint import check_network, check_resume
     from ctdm.tracking import offline_runs, record_summary
+    from ctdm.training_cost import summary_block
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -85,6 +86,7 @@ def _train(cfg: DictConfig) -> dict:
     for callback in callbacks:
         if isinstance(callback, SampleEvaluation):
             metrics.update(callback.results)
+    metrics.update(model.training_cost.metrics())  # exact (the logged values are float32)
     check_finite_metrics(metrics, cfg.paths.output_dir)
     check_optimized_metric(cfg.get("optimized_metric"), metrics)
     record_summary(run.loggers, metrics)
@@ -94,6 +96,7 @@ def _train(cfg: DictConfig) -> dict:
         "output_dir": str(cfg.paths.output_dir),
         "global_step": trainer.global_step,
         "metrics": metrics,
+        "training": summary_block(model.cost_base, model.cost_this_run),
         "plots": plots,
         "last_checkpoint": last,
         "best_checkpoint": best,
@@ -134,6 +137,16 @@ def _write_summary(summary: dict) -> None:
     tmp.replace(out / "summary.json")  # atomic: a summary.json always means a finished run
     m = summary["metrics"]
     lines = [f"Run finished: {summary['output_dir']}", f"  steps: {summary['global_step']}"]
+    cost = summary.get("training")
+    if cost:
+        run = cost["this_run"]
+        chain = (
+            f" ({cost['seconds']:.1f} s over the checkpoint chain)" if cost["steps"] != run["steps"] else ""
+        )
+        lines.append(
+            f"  training: {run['seconds']:.1f} s in {run['steps']} steps{chain}, "
+            f"{cost['rows_per_step']:.0f} network rows per step (forward + backward)"
+        )
     if "train/loss" in m:
         lines.append(f"  final train loss (last step): {m['train/loss']:.4f}")
     if "val/loss" in m:

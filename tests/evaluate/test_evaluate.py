@@ -63,6 +63,10 @@ def test_two_d_checkpoint_with_the_parallel_sampler(two_d):
     assert samples.shape == (64, 2) and np.isfinite(samples).all()
     assert (out / "plots" / "samples_para_ddpm_step000004.png").is_file()  # the checkpoint's step
     assert not list(out.rglob("summary.json"))
+    # The checkpoint's training cost: a point on a cost curve, in the training run's own keys.
+    for key in ("train/seconds", "train/steps", "train/rows_forward", "train/rows_backward"):
+        assert metrics[key] == summary["metrics"][key], key
+    assert metrics["train/steps"] == 4 and metrics["train/rows_forward"] > 0
 
 
 def test_digits_checkpoint_scored_by_fid_and_kid(digits):

@@ -92,6 +92,9 @@ def test_sweep_runs_are_named_and_grouped_by_what_was_swept(weight_sweep_run):
         assert set(metrics) <= set(wandb.summary), sorted(set(metrics) - set(wandb.summary))
         for key, value in metrics.items():
             assert wandb.summary[key] == pytest.approx(value, rel=1e-6), key
+        # the training cost among them: time in training steps, steps and network rows
+        assert wandb.summary["train/steps"] == 4 and wandb.summary["train/seconds"] > 0
+        assert wandb.summary["train/rows_forward"] >= wandb.summary["train/rows_backward"] > 0
 
         # curves as tables under one key per run, so a panel overlays the runs
         passes = json.loads(next((out / "eval").glob("para_ddpm_passes_step*.json")).read_text())["passes"]

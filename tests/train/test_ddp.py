@@ -75,6 +75,9 @@ def _assert_alike(one: Path, two: Path) -> None:
     assert a["global_step"] == b["global_step"] == STEPS
     for name, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    # The network rows of the whole job: the 16 rows of each global batch, however many ranks share it.
+    for key in ("rows_forward", "rows_backward"):
+        assert a["ctdm_training_cost"][key] == b["ctdm_training_cost"][key] == 16 * STEPS, key
 
     m1, m2 = _metrics(one), _metrics(two)
     assert sorted(m1["train/loss"]) == sorted(m2["train/loss"]) == list(range(STEPS))

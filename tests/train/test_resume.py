@@ -95,6 +95,17 @@ def test_stop_and_resume_equals_a_straight_run(first_part, tmp_path):
         if key.startswith("eval/") and not key.endswith("seconds"):
             assert resumed["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
 
+    # The training cost: the chain's rows and steps are the straight run's; its seconds are the first
+    # part's (stored in its checkpoint) plus the resumed part's own.
+    cost, whole_cost = resumed["training"], straight["training"]
+    first_cost = torch.load(last, weights_only=False)["ctdm_training_cost"]
+    assert first_cost["steps"] == STOP and cost["this_run"]["steps"] == STEPS - STOP
+    for key in ("steps", "rows_forward", "rows_backward", "rows_per_step"):
+        assert cost[key] == whole_cost[key] > 0, key
+    assert cost["seconds"] == pytest.approx(first_cost["seconds"] + cost["this_run"]["seconds"])
+    assert resumed["metrics"]["train/seconds"] == cost["seconds"]
+    assert b["ctdm_training_cost"]["rows_forward"] == cost["rows_forward"]
+
 
 def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
     import wandb

@@ -1,0 +1,5 @@
+"""`python -m ctdm.compare PATH... [options]` (ctdm.compare.report.main)."""
+
+from ctdm.compare.report import main
+
+main()
