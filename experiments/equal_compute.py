@@ -395,6 +395,7 @@ def finetune_jobs(args, calibration: dict, out: Path) -> list[Job]:
                 "base": str(base),
                 "base_arm": base_loss,
                 "base_step": base_step,
+                "finetune_steps": steps,
             }
             interval = _interval(args.checkpoint_seconds, arm, calibration, steps, args.granularity)
             train = [
