@@ -92,8 +92,8 @@ def test_report_pairs_by_budget_and_seed_and_rebuilds_from_collected_files(tmp_p
         _row(lines, "itd_cdl", "**100 s of training**"),
         _row(lines, "itd_cdl", "**400 s of training**"),
     )
-    # the seed effect cancels in pairs: exactly GAIN at each budget (a pairing across budgets or with
-    # seed 0 only would give -0.017 or +0.016, and unpaired se would be ~0.009)
+    # the seed effect cancels in pairs: exactly GAIN at each budget, which neither a pairing across
+    # budgets nor one on the evaluations' own config seed (0 for all) gives
     assert _exact(small[5], -0.002) and _exact(large[5], 0.001)
     assert _exact(small[7], -0.004)  # DDPM = 2 x ParaDDPM here
     assert small[4] == "0.0313 ± 0.0088 (3)"  # mean ± se over seeds: 0.018 + 0.04/3
