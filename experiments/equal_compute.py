@@ -16,8 +16,10 @@ loss.cdl.samples) and `itd_cdl_k<k>` (CDL every k steps, loss.cdl.every_n_steps)
 arms on an MSE base put the same settings on the summed MSE (`mse_sum_cdl`, ...).
 
 Budgets are seconds of training (`--budgets`, default 200,800,3200 s on one CPU thread here). Stage
-`calibrate` measures every arm's seconds per training step side by side in one process on one thread, in
-rounds that visit the arms in a rotated order so machine load hits every arm alike, and counts the rows
+`calibrate` measures every arm's seconds per training step side by side in one process on one thread
+(Lightning's training step as ctdm.train runs it, hooks and logging included, timed from each batch's
+start to its end), in rounds that visit the arms in a rotated order so machine load hits every arm
+alike, and counts the rows
 each step sends through the network (forward, and forward with gradient = backward): calibration.json.
 A budget becomes each arm's number of steps through it (rounded to `--granularity` steps); the report
 puts each point at its measured training time where the run records one (summary.json's train/seconds)
@@ -53,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,12 +114,12 @@ def compose_run(preset: str, overrides: list[str]):
 
 @dataclass
 class _Trainee:
-    """One arm's module, optimizer and batches, stepped as a training step does (objective, backward,
-    update), with a forward hook on the network counting the rows it is sent."""
+    """One arm's module and training batches, trained by a Lightning Trainer as `ctdm.train` does (its
+    training_step, backward, update and per-step hooks and logging), timed from each batch's start to its
+    end; a forward hook on the network counts the rows it is sent."""
 
     module: object
-    optimizer: object
-    batches: list
+    loader: object
     step: int = 0
     rows_forward: int = 0
     rows_backward: int = 0
@@ -131,19 +134,47 @@ class _Trainee:
         if torch.is_grad_enabled() and torch._C._current_graph_task_id() == -1:
             self.rows_backward += rows
 
-    def train(self, steps: int) -> float:
-        import torch
+    def train(self, steps: int, root: Path) -> float:
+        """`steps` training steps (a fresh Trainer from global step 0, so every_n_steps cycles are whole);
+        the seconds spent inside them (not the fit's setup)."""
+        import lightning as L
 
-        start = time.perf_counter()
-        for _ in range(steps):
-            x = self.batches[self.step % len(self.batches)]
-            generator = torch.Generator().manual_seed(self.step)
-            loss, _ = self.module.objective(x, generator, step=self.step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
-        return time.perf_counter() - start
+        timer = _step_timer()
+        trainer = L.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_steps=steps,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=root,
+            callbacks=[timer],
+        )
+        with warnings.catch_warnings():  # "a validation_step but no val_dataloader": on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            trainer.fit(self.module, train_dataloaders=self.loader)
+        self.step += steps
+        return timer.seconds
+
+
+def _step_timer():
+    """A Lightning callback summing the seconds from each training batch's start to its end (built here:
+    this module imports Lightning only when it trains)."""
+    import lightning as L
+
+    class StepTimer(L.Callback):
+        seconds, start = 0.0, 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.seconds += time.perf_counter() - self.start
+
+    return StepTimer()
 
 
 def _trainee(preset: str, arm: str, extra: list[str]) -> _Trainee:
@@ -151,11 +182,10 @@ def _trainee(preset: str, arm: str, extra: list[str]) -> _Trainee:
 
     cfg = compose_run(preset, [*arm_overrides(arm), *extra])
     module, data = build_module(cfg), build_data(cfg)
+    module.noise_seed = data.shuffle_seed = 0
     data.setup("fit")
     module.set_data_var(data.data_var)
-    loader = iter(data.train_dataloader())
-    batches = [next(loader) for _ in range(8)]
-    trainee = _Trainee(module, module.optimizer_factory(params=module.parameters()), batches)
+    trainee = _Trainee(module, data.train_dataloader())
     module.parameterization.net.register_forward_hook(trainee.count)
     return trainee
 
@@ -164,20 +194,26 @@ def calibrate(preset: str, arms: list[str], rounds: int, steps: int, extra: list
     """{arm: seconds per step (median over rounds), their relative spread, rows per step}: `steps`
     training steps of each arm per round, the arms in a rotated order each round, after one warm-up
     round; `steps` is rounded up to whole cycles of every arm's every_n_steps."""
+    import tempfile
+
     import torch
 
+    from ctdm.cli import quiet_libraries
+
+    quiet_libraries()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    root = Path(tempfile.mkdtemp(prefix="ctdm_calibrate_"))  # Lightning's default_root_dir: nothing kept
     trainees = {arm: _trainee(preset, arm, extra) for arm in arms}
     # whole cycles of every term's every_n_steps in each round, so rows and seconds are per-step averages
     cycle = math.lcm(*(t.every_n_steps for x in trainees.values() for t in x.module.loss_terms.values()))
     steps = cycle * math.ceil(steps / cycle)
     for trainee in trainees.values():  # warm-up (allocator, first-call costs), not timed or counted
-        trainee.train(max(2, steps // 4))
+        trainee.train(max(2, steps // 4), root)
         trainee.rows_forward = trainee.rows_backward = trainee.step = 0
     for r in range(rounds):
         for arm in arms[r % len(arms) :] + arms[: r % len(arms)]:
-            trainees[arm].seconds.append(trainees[arm].train(steps) / steps)
+            trainees[arm].seconds.append(trainees[arm].train(steps, root) / steps)
     out = {}
     for arm, t in trainees.items():
         median = statistics.median(t.seconds)
