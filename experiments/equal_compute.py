@@ -367,12 +367,13 @@ def scratch_jobs(args, calibration: dict, out: Path) -> list[Job]:
 
 
 def _saved_steps(folder: Path) -> dict[int, Path]:
-    """{step: checkpoint} of a base run's periodic checkpoints (step_XXXXXX.ckpt) and its last.ckpt."""
+    """{step: checkpoint} of a base run's periodic checkpoints (step_XXXXXX.ckpt) and, once it finished,
+    its last.ckpt."""
     import torch
 
     found = {int(p.stem.split("_")[1]): p for p in (folder / "checkpoints").glob("periodic/step_*.ckpt")}
     last = folder / "checkpoints" / "last.ckpt"
-    if last.is_file():
+    if last.is_file() and (folder / "summary.json").is_file():  # a running job's last.ckpt moves on
         step = int(torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("global_step", 0))
         found.setdefault(step, last)
     return found
