@@ -57,6 +57,14 @@ class EvalConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """The fine-tuning presets' keys (experiment=paper_dino_finetune; ctdm.finetune resolves them)."""
+
+    base: str = MISSING  # the base checkpoint: becomes ckpt_path
+    steps: int = MISSING  # steps after the base's step: trainer.max_steps = its step + steps
+
+
+@dataclass
 class CtdmConfig:
     task_name: str = MISSING
     seed: int | None = MISSING
@@ -64,6 +72,7 @@ class CtdmConfig:
     # What a resume (ckpt_path=...) may change on purpose among data, model, loss (ctdm.checkpoint).
     resume_changes: list[str] = field(default_factory=list)
     optimized_metric: str | None = MISSING
+    finetune: FinetuneConfig | None = None  # set by the fine-tuning presets only
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     # Groups whose nodes are built by `_target_`: open here, checked by the classes they build.

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from ctdm import run_folder
 from ctdm.cli import preflight, quiet_libraries
 from ctdm.config import check_finite_metrics, check_optimized_metric, user_errors
+from ctdm.finetune import resolve_finetune
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def train(cfg: DictConfig) -> dict:
 
 def _train(cfg: DictConfig) -> dict:
     (Path(cfg.paths.output_dir) / "summary.json").unlink(missing_ok=True)  # only this run's may exist
+    resolve_finetune(cfg)  # a fine-tuning preset's finetune.base and .steps: ckpt_path, trainer.max_steps
     preflight(cfg)  # before the heavy imports below
     from ctdm.checkpoint import load_checkpoint, requeued_checkpoint
 

@@ -66,7 +66,7 @@ NFE_TOLERANCES = (0.1, 0.3)
 
 
 def nfe_samplers(cfg: dict, steps=NFE_STEPS, tolerances=NFE_TOLERANCES) -> list:
-    """DDIM and EDM-Heun at each number of steps, and the run's ParaDDIM at each tolerance."""
+    """DDIM and EDM-Heun at each number of steps, and the run's ParaDDIM (if it has one) at each tolerance."""
     from hydra.utils import instantiate
 
     from ctdm.samplers import DDIMSampler, HeunSampler
@@ -75,8 +75,9 @@ def nfe_samplers(cfg: dict, steps=NFE_STEPS, tolerances=NFE_TOLERANCES) -> list:
     samplers = []
     for k in steps:
         samplers += [DDIMSampler(k, schedule, name=f"ddim{k}"), HeunSampler(k, name=f"heun{k}")]
-    para = cfg["eval"]["samplers"]["para_ddim"]
-    samplers += [instantiate({**para, "tolerance": t, "name": f"para_ddim_tol{t}"}) for t in tolerances]
+    para = cfg["eval"]["samplers"].get("para_ddim")  # (experiment=paper_1d evaluates none)
+    if para is not None:
+        samplers += [instantiate({**para, "tolerance": t, "name": f"para_ddim_tol{t}"}) for t in tolerances]
     return samplers
 
 

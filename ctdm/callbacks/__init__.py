@@ -5,6 +5,7 @@ from ctdm.callbacks.mse_curve import DenoisingMSECurve
 from ctdm.callbacks.preemption import (
     PREEMPTED_EXIT_CODE,
     AtomicCheckpointIO,
+    CheckpointAtSteps,
     CheckpointWriteError,
     LastCheckpoint,
     Preempted,
@@ -18,6 +19,7 @@ __all__ = [
     "EMA",
     "PREEMPTED_EXIT_CODE",
     "AtomicCheckpointIO",
+    "CheckpointAtSteps",
     "CheckpointWriteError",
     "DenoisingMSECurve",
     "LastCheckpoint",

@@ -117,6 +117,25 @@ class LastCheckpoint(Checkpoint):
         self.save(trainer)  # a fit that ended otherwise (max_epochs, should_stop)
 
 
+class CheckpointAtSteps(L.Callback):
+    """`<dirpath>/step_<N>.ckpt` when the run reaches each global step N of `steps` (after its update): the
+    points of a cost curve that one run passes through (experiments/equal_compute.py scores each), kept
+    whatever the validation loss says. A step already on disk (a resumed run) is not written again."""
+
+    def __init__(self, dirpath: str, steps: list[int]):
+        self.dirpath, self.steps = Path(dirpath), {int(s) for s in steps}
+        if not self.steps or min(self.steps) < 1:
+            raise ValueError(f"steps must be global steps >= 1, got {sorted(self.steps)}.")
+
+    def path(self, step: int) -> Path:
+        return self.dirpath / f"step_{step:06d}.ckpt"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step in self.steps and not self.path(step).is_file():
+            trainer.save_checkpoint(self.path(step))
+
+
 class Preemption(L.Callback):
     """Stop after the current step on SIGTERM (Lightning's) or a signal in `signals` (default SIGUSR1),
     saving `<dirpath>/<filename>`; `stopped_at` is the step, for the entry point's message and its exit

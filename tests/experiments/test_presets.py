@@ -18,6 +18,8 @@ IMAGE_DATA = {
     "cifar10_ddpm_mse_finetune": "cifar10",
 }
 PRETRAINED = {"cifar10_ddpm_cdl_finetune", "cifar10_ddpm_mse_finetune"}
+# Presets that fine-tune a base checkpoint of another preset (finetune.base): a smoke run of it here.
+FINETUNE_BASE = {"paper_dino_finetune": "paper_dino", "paper_1d_finetune": "paper_1d"}
 
 
 def test_the_paper_presets_hold_the_authors_settings(make_cfg):
@@ -77,6 +79,10 @@ def test_preset_smoke_runs(preset, tmp_path):
         from ctdm.nets.pretrained import save_tiny_ddpm
 
         overrides.append(f"model.net.path={save_tiny_ddpm(tmp_path / 'unet', [3, 32, 32])}")
+    if preset in FINETUNE_BASE:
+        base = [f"experiment={FINETUNE_BASE[preset]}", "loss=itd", *overrides[1:]]
+        train(compose_config(base, tmp_path / "base"))
+        overrides += [f"finetune.base={tmp_path / 'base' / 'checkpoints' / 'last.ckpt'}", "finetune.steps=2"]
     cfg = compose_config(overrides, tmp_path / "run")
     summary = train(cfg)
     assert (

@@ -1,0 +1,109 @@
+"""The equal-compute report on synthetic study folders (budget.json + run folders as the runner leaves
+them): per budget, mean ± se over seeds; differences paired with `itd` at the same budget AND seed
+(by budget.json's seed, as an evaluation's own config says seed 0); costs measured where the run
+records them, calibrated otherwise; the fine-tune table against the base loss continued; collect + rebuild."""
+
+import json
+
+from conftest import write_run
+
+from experiments import equal_compute_report as ecr
+
+SEEDS = (0, 1, 2)
+SEED_EFFECT = {0: 0.0, 1: 0.01, 2: 0.03}  # large and shared by arms at a seed: only pairing cancels it
+ITD = {100: 0.02, 400: 0.005}  # ParaDDPM MMD of itd at each budget (seed 0)
+GAIN = {100: -0.002, 400: +0.001}  # itd_cdl minus itd at each budget, the same at every seed
+
+
+def _point(folder, record, mmd, evaluation, extra=None):
+    metrics = {"eval/para_ddpm/mmd": mmd, "eval/ddpm/mmd": 2 * mmd, "val/nll": 1.0, "val/cdl_acc": 0.5}
+    write_run(folder, ["seed=0"], {**metrics, **(extra or {})}, step=record["steps"], evaluation=evaluation)
+    (folder / "budget.json").write_text(json.dumps(record))
+
+
+def _study(root):
+    calibration = {"rounds": 2, "steps_per_round": 16, "arms": {}}
+    calibration["arms"]["itd"] = {"seconds_per_step": 0.01, "spread": 0.1, "rows_per_step": 256}
+    calibration["arms"]["itd_cdl"] = {"seconds_per_step": 0.1, "spread": 0.1, "rows_per_step": 8448}
+    (root / "scratch_const").mkdir(parents=True)
+    (root / "calibration.json").write_text(json.dumps(calibration))
+    for arm in ("itd", "itd_cdl"):
+        sps = calibration["arms"][arm]["seconds_per_step"]
+        for seed in SEEDS:
+            job = root / "scratch_const" / arm / f"seed{seed}"
+            for budget in (100, 400):
+                mmd = ITD[budget] + SEED_EFFECT[seed] + (GAIN[budget] if arm == "itd_cdl" else 0.0)
+                record = {
+                    "arm": arm,
+                    "seed": seed,
+                    "recipe": "const",
+                    "stage": "scratch",
+                    "preset": "paper_dino",
+                }
+                record |= {"budget_seconds": budget, "steps": round(budget / sps)}
+                if budget == 400:  # the training run itself, recording its measured cost
+                    measured = {"train/seconds": 390.0, "train/rows_forward": 6e5, "train/rows_backward": 4e5}
+                    _point(job, record, mmd, evaluation=False, extra=measured)
+                else:  # a ctdm.evaluate folder inside the job: its own config says seed 0
+                    _point(job / "budget100s", record, mmd, evaluation=True)
+    for arm, gain in (("itd", 0.0), ("itd_cdl", -0.004)):
+        for seed in SEEDS:
+            folder = root / "finetune" / "itd_step100000" / arm / f"seed{seed}"
+            record = {
+                "arm": arm,
+                "seed": seed,
+                "recipe": "finetune",
+                "stage": "finetune",
+                "preset": "paper_dino",
+            }
+            record |= {"budget_seconds": 200, "base_arm": "itd", "base_step": 100000, "finetune_steps": 2000}
+            record |= {"steps": 102000}
+            _point(folder, record, 0.001 + SEED_EFFECT[seed] + gain, evaluation=False)
+            nfe = {"heun10": {"mmd": 0.01 + SEED_EFFECT[seed] + 2 * gain, "nfe": 19, "passes": 10}}
+            (folder / "nfe.json").write_text(json.dumps(nfe))
+            (folder / "checkpoints").mkdir()
+            (folder / "checkpoints" / "last.ckpt").write_bytes(b"heavy")
+
+
+def _paired(cell):
+    """(mean, se, pairs) of a `mean ± se (n)` cell."""
+    mean, rest = cell.removeprefix("Δ ").split(" ± ")
+    se, n = rest.split(" (")
+    return float(mean), float(se), int(n.rstrip(")"))
+
+
+def _exact(cell, mean):  # the paired difference, with the seed effect cancelled to rounding
+    got, se, pairs = _paired(cell)
+    return abs(got - mean) < 1e-9 and se < 1e-12 and pairs == 3
+
+
+def _row(lines, arm, after):
+    start = lines.index(after)
+    return next(line for line in lines[start:] if line.startswith(f"| {arm} |")).split(" | ")
+
+
+def test_report_pairs_by_budget_and_seed_and_rebuilds_from_collected_files(tmp_path):
+    _study(tmp_path / "logs")
+    results = tmp_path / "results"
+    ecr.collect(tmp_path / "logs", results)
+    assert not list(results.rglob("*.ckpt"))  # light files only
+    lines = ecr.report(results).read_text().splitlines()
+    small, large = (
+        _row(lines, "itd_cdl", "**100 s of training**"),
+        _row(lines, "itd_cdl", "**400 s of training**"),
+    )
+    # the seed effect cancels in pairs: exactly GAIN at each budget, which neither a pairing across
+    # budgets nor one on the evaluations' own config seed (0 for all) gives
+    assert _exact(small[5], -0.002) and _exact(large[5], 0.001)
+    assert _exact(small[7], -0.004)  # DDPM = 2 x ParaDDPM here
+    assert small[4] == "0.0313 ± 0.0088 (3)"  # mean ± se over seeds: 0.018 + 0.04/3
+    # cost: the 100 s points calibrated (1000 steps x 0.1 s, 1000 x 8448 rows), the 400 s ones measured
+    assert small[2:4] == ["100*", "8.45"] and large[2:4] == ["390", "1"]
+    itd = _row(lines, "itd", "**100 s of training**")
+    assert itd[1:4] == ["10000", "100*", "2.56"] and itd[5] == "-"
+    tuned = _row(lines, "itd_cdl", "## Fine-tuning a converged base at equal training time")
+    assert tuned[1] == "2000" and _exact(tuned[5], -0.004)
+    heun = next(line for line in lines if line.startswith("| heun10 |"))
+    assert _exact(heun.split("; ")[1].rstrip(" |"), -0.008)
+    assert (results / "plots" / "mmd_vs_seconds_const.png").is_file()
+    assert (results / "plots" / "mmd_vs_rows_const.png").is_file()
