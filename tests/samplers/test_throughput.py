@@ -428,6 +428,14 @@ def test_call_times_dir_keeps_the_measurement_in_the_folder_given(cache, tmp_pat
     assert path.exists() and measured == [(2,), (2,)]
 
 
+def test_the_run_folder_is_a_config_value_away(make_cfg, tmp_path):
+    from ctdm.build import build_samplers
+
+    cfg = make_cfg(["sampler=para_ddpm", "sampler.call_times_dir=${paths.output_dir}"])
+    assert build_samplers(cfg)["selected"].call_times_dir == str(tmp_path)
+    assert build_samplers(make_cfg(["sampler=para_ddpm"]))["selected"].call_times_dir is None  # the cache
+
+
 def test_the_suites_subprocesses_write_call_times_to_the_sessions_folder(tmp_path):
     """A CLI subprocess the tests start inherits CTDM_CACHE_DIR from tests/conftest.py (set at import,
     whatever the test order), so its measurement lands in the session's folder, not the user's cache."""
