@@ -22,6 +22,11 @@ digits: pixels, median heuristic, against the held-out digits). It prints each m
 times, the solver's own time per pass and the batches at which window=auto picks each window (the
 crossover). `--small` is the seconds-long version the test suite runs; `--threads 1` avoids a shared
 CPU's thread waits.
+`--per-evaluation`: the cost of one network evaluation (sampler wall time / rows evaluated) of ParaDDPM
+(full window) over sequential DDPM's, on the default eight-Gaussian model and the dino preset's MLP (no
+input features) in one run, at --samples (2,000), with the rows per call of max_batch=auto and of each
+--fixed-chunks (0: a whole pass in one call, what a busy CPU's fallback used to give), interleaved
+--repeats times: medians and the spread (min-max) of the ratio.
 Usage: python benchmarks/sampling.py [--train-steps 3000] [--samples 2000] [--steps 1000] [--profile]
        python benchmarks/sampling.py --memory-only
        python benchmarks/sampling.py --gpu-compare [--steps 1000] [--batch 64] [--windows 32 1000]
@@ -29,7 +34,7 @@ Usage: python benchmarks/sampling.py [--train-steps 3000] [--samples 2000] [--st
        python benchmarks/sampling.py --wallclock [--threads 1] [--repeats 3] [--batches 1 4 16 64 2000]
            [--models eight_gaussians dino digits] [--digits-batches 1 4 16 64] [--small]
        python benchmarks/sampling.py --per-evaluation [--threads N] [--samples 2000] [--steps 1000]
-           [--repeats 3] [--fixed-chunks 256 2048] [--train-steps 3000]
+           [--repeats 3] [--fixed-chunks 256 2048 0] [--train-steps 3000]
 """
 
 import argparse
@@ -413,8 +418,11 @@ def per_evaluation(args):
             ("ddpm", sequential),
             ("para_ddpm auto", ParallelSampler(sequential, tolerance=args.tolerance)),
         ]
-        samplers += [
-            (f"para_ddpm {rows}", ParallelSampler(sequential, tolerance=args.tolerance, max_batch=rows))
+        samplers += [  # 0: max_batch=null, a whole pass in one call
+            (
+                f"para_ddpm {rows or 'pass'}",
+                ParallelSampler(sequential, tolerance=args.tolerance, max_batch=rows or None),
+            )
             for rows in args.fixed_chunks
         ]
         walls = {label: [] for label, _ in samplers}
@@ -481,7 +489,13 @@ def main():
     parser.add_argument("--mmd-min", type=int, default=64, help="--wallclock: MMD from this batch size on")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--per-evaluation", action="store_true", help="ParaDDPM's cost per evaluation")
-    parser.add_argument("--fixed-chunks", type=int, nargs="*", default=[256, 2048], help="--per-evaluation")
+    parser.add_argument(
+        "--fixed-chunks",
+        type=int,
+        nargs="*",
+        default=[256, 2048, 0],
+        help="--per-evaluation (0: a whole pass)",
+    )
     args = parser.parse_args()
 
     if args.wallclock and args.small:
