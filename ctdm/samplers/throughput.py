@@ -66,8 +66,8 @@ MEMORY_HEADROOM = 0.9
 # Twice the rows costing this many times as long marks a CPU busier than torch's threads assume (a
 # healthy device at most about doubles, 2.7x at a cache edge): calls past the size where torch starts
 # its threads wait tens of milliseconds for one to be scheduled, whatever their size, so the measured
-# throughput is noise and only the largest calls amortise the wait. Then calls as large as the memory
-# budget allows, and a warning.
+# throughput is noise and larger calls amortise the wait. Then `CallTimes.contended_rows` (a batch's
+# sequential call or more, not a whole pass past the caches), and a warning.
 CONTENDED_JUMP = 8.0
 # The same, seen while sampling (the CPU can get busy after the measurement): STALLS calls in a row that
 # take STALL_FACTOR times their measured time (and a millisecond more) switch to `contended_rows` for
@@ -134,10 +134,11 @@ class CallTimes:
         of the sequential sampler's own call) up to the largest such R, capped by the memory budget.
 
         Within the near-best range the measurement cannot tell sizes apart, but sampling can: calls of
-        the sequential sampler's size cost per row what its calls do (calls of the smallest near-best
-        size cost 15% more per row on the 2-D MLP at 2,000 samples, benchmarks/sampling.py
-        --per-evaluation). When the measurement was `contended`: `contended_rows` for a `batch`, else
-        as many rows as the budget allows (None, no chunking, without a budget)."""
+        the sequential sampler's size cost per row what its calls do (ParaDDPM in 256-row calls cost
+        15% more per evaluation than in 2,000-row calls on both 2-D models at 2,000 samples, one
+        thread; compare with benchmarks/sampling.py --per-evaluation). When the measurement was
+        `contended`: `contended_rows` for a `batch`, else as many rows as the budget allows (None, no
+        chunking, without a budget)."""
         if self.contended:
             if batch is not None:
                 return self.contended_rows(memory_budget, batch)
