@@ -22,12 +22,19 @@ digits: pixels, median heuristic, against the held-out digits). It prints each m
 times, the solver's own time per pass and the batches at which window=auto picks each window (the
 crossover). `--small` is the seconds-long version the test suite runs; `--threads 1` avoids a shared
 CPU's thread waits.
+`--per-evaluation`: the cost of one network evaluation (sampler wall time / rows evaluated) of ParaDDPM
+(full window) over sequential DDPM's, on the default eight-Gaussian model and the dino preset's MLP (no
+input features) in one run, at --samples (2,000), with the rows per call of max_batch=auto and of each
+--fixed-chunks (0: a whole pass in one call, what a busy CPU's fallback used to give), interleaved
+--repeats times: medians and the spread (min-max) of the ratio.
 Usage: python benchmarks/sampling.py [--train-steps 3000] [--samples 2000] [--steps 1000] [--profile]
        python benchmarks/sampling.py --memory-only
        python benchmarks/sampling.py --gpu-compare [--steps 1000] [--batch 64] [--windows 32 1000]
            [--max-passes 20] [--max-batch 2048] [--width 128]   (CPU check: --steps 20 --batch 2 --width 8)
        python benchmarks/sampling.py --wallclock [--threads 1] [--repeats 3] [--batches 1 4 16 64 2000]
            [--models eight_gaussians dino digits] [--digits-batches 1 4 16 64] [--small]
+       python benchmarks/sampling.py --per-evaluation [--threads N] [--samples 2000] [--steps 1000]
+           [--repeats 3] [--fixed-chunks 256 2048 0] [--train-steps 3000]
 """
 
 import argparse
@@ -369,6 +376,88 @@ def wallclock(args):
     )
 
 
+# The models --per-evaluation compares: the default config's (eight Gaussians, model=mlp with sin/cos
+# input features) and experiment=paper_dino's network (the same MLP without them, on the dino).
+PER_EVALUATION_MODELS = {
+    "eight_gaussians": (),
+    "dino": ("data=dino", "model.net.input_freqs=0"),
+}
+
+
+def per_evaluation(args):
+    """ParaDDPM's cost per network evaluation against sequential DDPM's, both models in one run."""
+    from ctdm.samplers.throughput import call_times, default_memory_budget
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()
+    print(
+        f"cost per network evaluation, ParaDDPM (full window, tolerance {args.tolerance}) / DDPM, "
+        f"{args.samples} samples, {args.steps} steps, median [min-max] of {args.repeats} interleaved "
+        f"repeats; torch threads {torch.get_num_threads()}, load average {load[0]:.1f} (1 min) on "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    header = f"{'model':<15} {'sampler':<22} {'rows/call':>9} {'NFE':>7} {'wall s':>8} {'us/eval':>8}"
+    print(f"{header} {'ratio':>18}")
+    seeds, shape = torch.arange(args.samples), (2,)
+    sequential = DDPMSampler(steps=args.steps)
+    for name, overrides in PER_EVALUATION_MODELS.items():
+        torch.manual_seed(0)
+        model, how = trained_model(args.train_steps, None, overrides)
+        net = model.parameterization.eval()
+        times = call_times(net.eps, net, shape)
+        auto_rows = times.rows_per_call(default_memory_budget("cpu"), batch=args.samples)
+        print(
+            f"{name}: {how}; call times on {times.device}: "
+            f"{' '.join(f'{r}:{t * 1e3:.2f}' for r, t in zip(times.rows, times.seconds, strict=True))} "
+            f"(rows:ms); max_batch=auto takes {auto_rows} rows at {args.samples} samples",
+            flush=True,
+        )
+        samplers = [
+            ("ddpm", sequential),
+            ("para_ddpm auto", ParallelSampler(sequential, tolerance=args.tolerance)),
+        ]
+        samplers += [  # 0: max_batch=null, a whole pass in one call
+            (
+                f"para_ddpm {rows or 'pass'}",
+                ParallelSampler(sequential, tolerance=args.tolerance, max_batch=rows or None),
+            )
+            for rows in args.fixed_chunks
+        ]
+        walls = {label: [] for label, _ in samplers}
+        ratios = {label: [] for label, _ in samplers}
+        stats, picard = {}, {}
+        for _ in range(args.repeats):
+            for label, sampler in samplers:
+                start = time.perf_counter()
+                samples, stats[label] = sampler(net, shape, seeds)
+                walls[label].append(time.perf_counter() - start)
+                if label != "ddpm":
+                    picard[label] = samples
+            per_eval = {label: walls[label][-1] / (stats[label].nfe * args.samples) for label, _ in samplers}
+            for label, _ in samplers:
+                ratios[label].append(per_eval[label] / per_eval["ddpm"])
+        for label, _ in samplers:
+            st, wall = stats[label], _median(walls[label])
+            rows = "-" if label == "ddpm" else st.extra.get("max_batch") or "all"
+            spread = f"{_median(ratios[label]):.2f} [{min(ratios[label]):.2f}-{max(ratios[label]):.2f}]"
+            print(
+                f"{name:<15} {label:<22} {rows:>9} {st.nfe:>7.0f} {wall:>8.2f} "
+                f"{wall / (st.nfe * args.samples) * 1e6:>8.2f} {spread:>18}",
+                flush=True,
+            )
+        auto = picard["para_ddpm auto"]
+        diffs = ", ".join(f"{label}: {float((s - auto).abs().max()):.1e}" for label, s in picard.items())
+        print(f"{name}: largest difference from max_batch=auto's samples: {diffs}", flush=True)
+    load = os.getloadavg()
+    print(
+        f"load average at the end {load[0]:.1f} (1 min). ratio: ParaDDPM's wall time per network "
+        "evaluation over DDPM's in the same repeat (1.0: Picard's extra evaluations cost what the "
+        "sequential ones do)."
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-steps", type=int, default=3000)
@@ -399,6 +488,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mmd-min", type=int, default=64, help="--wallclock: MMD from this batch size on")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--per-evaluation", action="store_true", help="ParaDDPM's cost per evaluation")
+    parser.add_argument(
+        "--fixed-chunks",
+        type=int,
+        nargs="*",
+        default=[256, 2048, 0],
+        help="--per-evaluation (0: a whole pass)",
+    )
     args = parser.parse_args()
 
     if args.wallclock and args.small:
@@ -408,6 +505,8 @@ def main():
         args.digits_windows, args.mmd_min = ["full", "auto"], 8
     if args.wallclock:
         return wallclock(args)
+    if args.per_evaluation:
+        return per_evaluation(args)
     if args.gpu_compare:
         return gpu_compare(args)
     if args.memory_only:

@@ -14,8 +14,10 @@ ctdm/train.py has tests/train/); test doubles for Hydra's `_target_` live in tes
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -32,6 +34,7 @@ from ctdm.data import ToyDataModule, eight_gaussians
 from ctdm.losses import DenoisingMSE
 from ctdm.module import DiffusionModule
 from ctdm.nets import ResidualMLP
+from ctdm.samplers import throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -42,14 +45,32 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+# The parallel sampler's measured call times (ctdm.samplers.throughput) go to this session's folder,
+# never the user's cache: set when conftest is imported, before any test, fixture or CLI subprocess (which
+# inherits the environment) runs, whatever the order. `no_call_times_in_the_users_cache` fails the test
+# that writes there from this process; a test checks that subprocesses write to the session's folder.
+USER_CALL_TIMES = throughput.cache_dir() / throughput.CACHE_FILE  # where a user's run would write
+SESSION_CALL_TIMES_DIR = Path(tempfile.mkdtemp(prefix="ctdm_call_times_"))
+os.environ["CTDM_CACHE_DIR"] = str(SESSION_CALL_TIMES_DIR)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def call_time_cache(tmp_path_factory):
-    """The parallel sampler's measured call times (ctdm.samplers.throughput) go to a temporary folder,
-    never the user's ~/.cache/ctdm, in this process and the CLI subprocesses it starts."""
-    folder = tmp_path_factory.mktemp("ctdm_cache")
+def no_call_times_in_the_users_cache():
+    """Any write of call_times.json into the user's cache folder fails the test that makes it (the file's
+    time stamp cannot tell: other processes on the machine may write it meanwhile)."""
+    write = throughput._write_cache
+
+    def checked(path: Path, entries: dict) -> None:
+        assert not Path(path).resolve().is_relative_to(USER_CALL_TIMES.parent.resolve()), (
+            f"a test wrote the user's call-time cache {path}: tests write under CTDM_CACHE_DIR="
+            f"{SESSION_CALL_TIMES_DIR} (set in tests/conftest.py) or their own tmp_path"
+        )
+        write(path, entries)
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CTDM_CACHE_DIR", str(folder))
-        yield folder
+        patch.setattr(throughput, "_write_cache", checked)
+        yield SESSION_CALL_TIMES_DIR
+    shutil.rmtree(SESSION_CALL_TIMES_DIR, ignore_errors=True)
 
 
 def compose_config(overrides: list[str], output_dir: Path):

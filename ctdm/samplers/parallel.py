@@ -174,9 +174,12 @@ class ParallelSampler:
     authors', for pass counts comparable with the paper's); max_passes: stop after this many passes
     (None: steps, always enough); devices: split each pass's batch over these devices (None: the
     device of the samples); max_batch: at most this many rows per network call ("auto", the default:
-    the rows at which the measured throughput peaks, within `memory_budget`; None: the whole pass, N x
-    window rows, in one call); memory_budget: bytes one network call may use under "auto" (None: half
-    the free GPU memory, a quarter of the available RAM on a CPU); name: None gives "para_<base name>".
+    the rows at which the measured throughput peaks, as many as the sequential sampler's call of N rows
+    where that is as fast, within `memory_budget`; None: the whole pass, N x window rows, in one call);
+    memory_budget: bytes one network call may use under "auto" (None: half the free GPU memory, a
+    quarter of the available RAM on a CPU); name: None gives "para_<base name>"; call_times_dir: the
+    folder of the measured call times' file (None: ctdm.samplers.throughput.cache_dir(), i.e.
+    $CTDM_CACHE_DIR, else $XDG_CACHE_HOME/ctdm, else ~/.cache/ctdm).
     The automatic choices call the network on probe inputs once per device and network (cached, see
     ctdm.samplers.throughput); chunking never changes the samples, the window does within tolerance.
     Call: sampler(eps_fn, shape, seeds, device=None, hook=None) -> (samples, stats); stats.extra holds
@@ -200,6 +203,7 @@ class ParallelSampler:
         tolerance_rule: str = "same_step",
         max_batch: int | str | None = AUTO,
         memory_budget: float | None = None,
+        call_times_dir: str | None = None,
     ):
         if not isinstance(base, StepSampler):
             raise ValueError(
@@ -217,6 +221,7 @@ class ParallelSampler:
         if memory_budget is not None:
             check_number("memory_budget", memory_budget, positive=True)
         self.memory_budget = memory_budget
+        self.call_times_dir = call_times_dir
         self.name = name if name is not None else f"para_{base.name}"
         self.tolerance_rule = tolerance_rule
         self.change_scale = change_scale(base.step_variance, tolerance_rule)  # checks the rule
@@ -225,17 +230,22 @@ class ParallelSampler:
     def plan(self, eps_fn, denoiser, shape: tuple, batch: int, device, dtype) -> tuple[int, Callable]:
         """(window, eps_fn in calls of the chosen rows) for `batch` samples: the configured ones, or for
         "auto" the ones the network's measured call times on this device give (ctdm.samplers.throughput).
-        Automatic chunks on a CPU that runs torch on several threads are watched (`Chunks`)."""
+        Automatic chunks on a CPU that runs torch on several threads are watched (`Chunks`) when the
+        contended rows (`CallTimes.contended_rows`) are more."""
         if self.window != AUTO and self.max_batch != AUTO:
             return self.window, Chunks(eps_fn, self.max_batch) if self.max_batch else eps_fn
         devices = ",".join(map(str, self.devices)) if self.devices else ""
-        times = call_times(eps_fn, denoiser, shape, device, dtype, extra_key=devices)
+        times = call_times(
+            eps_fn, denoiser, shape, device, dtype, extra_key=devices, folder=self.call_times_dir
+        )
         chunk, watch, fallback = self.max_batch, None, None
         if chunk == AUTO:
             budget = self.memory_budget if self.memory_budget is not None else default_memory_budget(device)
-            chunk = times.rows_per_call(budget)
-            if torch.device(device).type == "cpu" and torch.get_num_threads() > 1 and not times.contended:
-                watch, fallback = times, times.budget_rows(budget)
+            chunk = times.rows_per_call(budget, batch)
+            fallback = times.contended_rows(budget, batch)
+            threads = torch.device(device).type == "cpu" and torch.get_num_threads() > 1
+            if threads and not times.contended and fallback > chunk:
+                watch = times
 
         def auto_window() -> int:  # the samplers' own time per pass and step counts too
             return times.auto_window(

@@ -7,12 +7,15 @@ is why one call for a whole Picard pass (millions of rows) is slower than the sa
 
 `measure_call_times` measures t(R) at R = 1, 2, 4, ... on the device until the throughput (rows per
 second) stops growing, and the network's memory per row. `call_times` does it once per device and
-network: the result is kept for the process and, for nn.Module networks, in a JSON file under
-`cache_dir()` ($CTDM_CACHE_DIR, else $XDG_CACHE_HOME/ctdm, else ~/.cache/ctdm); delete the file to
-measure again. From the curve (`CallTimes`):
+network: the result is kept for the process and, for nn.Module networks, in a JSON file in the folder
+it is given (ParallelSampler's `call_times_dir`, e.g. the run's folder), else `cache_dir()`
+($CTDM_CACHE_DIR, else $XDG_CACHE_HOME/ctdm, else ~/.cache/ctdm); delete the file to measure again.
+From the curve (`CallTimes`):
 
-- `rows_per_call(budget)`: the smallest R within 5% of the best throughput measured, and no more rows
-  than fit the memory budget: the chunk size of ParallelSampler's automatic chunking;
+- `rows_per_call(budget, batch)`: the smallest R within 5% of the best throughput measured, raised to
+  the sequential sampler's own call (`batch` rows) while that is within the near-best range, and no
+  more rows than fit the memory budget: the chunk size of ParallelSampler's automatic chunking;
+- `contended_rows(budget, batch)`: the rows per call on a CPU busier than torch's threads assume;
 - `seconds_for(R, chunk)`: the predicted time of R rows in calls of at most `chunk` rows;
 - `auto_window(N, steps, chunk, ...)`: the window with the largest predicted speed-up over the
   sequential steps, from the cost of a pass (N x W rows) against a step (N rows) and the steps a pass
@@ -63,12 +66,12 @@ MEMORY_HEADROOM = 0.9
 # Twice the rows costing this many times as long marks a CPU busier than torch's threads assume (a
 # healthy device at most about doubles, 2.7x at a cache edge): calls past the size where torch starts
 # its threads wait tens of milliseconds for one to be scheduled, whatever their size, so the measured
-# throughput is noise and only the largest calls amortise the wait. Then calls as large as the memory
-# budget allows, and a warning.
+# throughput is noise and larger calls amortise the wait. Then `CallTimes.contended_rows` (a batch's
+# sequential call or more, not a whole pass past the caches), and a warning.
 CONTENDED_JUMP = 8.0
 # The same, seen while sampling (the CPU can get busy after the measurement): STALLS calls in a row that
-# take STALL_FACTOR times their measured time (and a millisecond more) switch to calls as large as the
-# memory budget allows, for the rest of the process.
+# take STALL_FACTOR times their measured time (and a millisecond more) switch to `contended_rows` for
+# the rest of that sampling run (the next run watches again).
 STALL_FACTOR, STALLS = 4.0, 3
 # window auto. A Picard pass of window W advances a(W) steps on average; a conservative fit to measured
 # ones (docs/samplers.md: eight Gaussians, 1000 DDPM steps, tolerance 0.1: window 2 advances 1.0 step per
@@ -120,15 +123,37 @@ class CallTimes:
         full, rest = divmod(rows, chunk)
         return full * self.call_seconds(chunk) + self.call_seconds(rest)
 
-    def rows_per_call(self, memory_budget: float | None = None) -> int | None:
-        """The smallest measured R within NEAR_BEST of the best throughput, capped by the memory budget.
-        When the measurement was `contended` the largest calls are the best: as many rows as the budget
-        allows (None, no chunking, without a budget)."""
-        if self.contended:
-            return None if memory_budget is None else self.budget_rows(memory_budget)
+    def near_best_rows(self) -> list[int]:
+        """The measured sizes whose throughput is within NEAR_BEST of the best measured."""
         throughput = [r / max(t, 1e-12) for r, t in zip(self.rows, self.seconds, strict=True)]
         best = max(throughput)
-        rows = next(r for r, v in zip(self.rows, throughput, strict=True) if v >= NEAR_BEST * best)
+        return [r for r, v in zip(self.rows, throughput, strict=True) if v >= NEAR_BEST * best]
+
+    def rows_per_call(self, memory_budget: float | None = None, batch: int | None = None) -> int | None:
+        """The smallest measured R within NEAR_BEST of the best throughput, raised to `batch` (the rows
+        of the sequential sampler's own call) up to the largest such R, capped by the memory budget.
+
+        Within the near-best range the measurement cannot tell sizes apart, but sampling can: calls of
+        the sequential sampler's size cost per row what its calls do (ParaDDPM in 256-row calls cost
+        15% more per evaluation than in 2,000-row calls on both 2-D models at 2,000 samples, one
+        thread; compare with benchmarks/sampling.py --per-evaluation). When the measurement was
+        `contended`: `contended_rows` for a `batch`, else as many rows as the budget allows (None, no
+        chunking, without a budget)."""
+        if self.contended:
+            if batch is not None:
+                return self.contended_rows(memory_budget, batch)
+            return None if memory_budget is None else self.budget_rows(memory_budget)
+        near = self.near_best_rows()
+        rows = near[0] if batch is None else max(near[0], min(batch, near[-1]))
+        return rows if memory_budget is None else min(rows, self.budget_rows(memory_budget))
+
+    def contended_rows(self, memory_budget: float | None = None, batch: int | None = None) -> int:
+        """Rows per call on a CPU busier than torch's threads assume (see CONTENDED_JUMP): every call
+        waits for a thread, so the calls are as large as stay efficient, the largest near-best size of
+        a healthy measurement (MIN_ROWS of a contended one, whose curve is noise), and at least `batch`,
+        the sequential sampler's call, which waits as often; capped by the memory budget. Not larger:
+        past the caches a call costs up to 2.5x as much per row (one call of a 2,000-sample pass)."""
+        rows = max(MIN_ROWS if self.contended else self.near_best_rows()[-1], batch or 1)
         return rows if memory_budget is None else min(rows, self.budget_rows(memory_budget))
 
     def budget_rows(self, memory_budget: float) -> int:
@@ -278,13 +303,18 @@ def network_key(denoiser) -> str | None:
 
 
 def cache_dir() -> Path:
-    """Where measured call times are kept: $CTDM_CACHE_DIR, else $XDG_CACHE_HOME/ctdm, else ~/.cache/ctdm."""
+    """Where measured call times are kept unless a folder is given: $CTDM_CACHE_DIR, else
+    $XDG_CACHE_HOME/ctdm, else ~/.cache/ctdm."""
     if os.environ.get("CTDM_CACHE_DIR"):
         return Path(os.environ["CTDM_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ctdm"
 
 
+# Measurements kept for the process, keyed like the file's entries and by the file (or, for networks
+# that are no nn.Module, by the function's object). Kept because a measurement costs up to MAX_SECONDS
+# and an evaluation calls the samplers once per chunk of samples; what it holds only chooses the rows
+# per call (never the samples) and window=auto, and tests that count rows give their own CallTimes.
 _MEMO: dict[tuple, CallTimes] = {}
 
 
@@ -317,12 +347,14 @@ def call_times(
     device=None,
     dtype: torch.dtype = torch.float32,
     extra_key: str = "",
+    folder: str | Path | None = None,
 ) -> CallTimes:
     """`measure_call_times(eps_fn, ...)` once per device and network (`denoiser`, what eps_fn calls).
 
-    Kept for the process; for nn.Module networks also on disk under `cache_dir()`. The key holds the
-    device (`device_name`), the network (`network_key`), the sample shape, the dtype, autocast's dtype
-    when it is on, and `extra_key` (e.g. the devices a batch is split over).
+    Kept for the process; for nn.Module networks also on disk, in CACHE_FILE under `folder` (None:
+    `cache_dir()`). The key holds the device (`device_name`), the network (`network_key`), the sample
+    shape, the dtype, autocast's dtype when it is on, and `extra_key` (e.g. the devices a batch is split
+    over).
     """
     # A wrapper that names what it wraps (`__wrapped__`: a query recorder, a hook) is neither probed nor
     # keyed: the probe's calls are no queries of a solve, and the cost is the wrapped network's.
@@ -331,10 +363,12 @@ def call_times(
     autocast = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
     network = network_key(denoiser)
     parts = (device_name(device), network, tuple(shape), str(dtype), str(autocast), extra_key)
-    memo_key = parts if network is not None else (*parts, id(getattr(denoiser, "__self__", denoiser)))
+    path = (Path(folder) if folder is not None else cache_dir()) / CACHE_FILE
+    memo_key = (
+        (*parts, str(path)) if network is not None else (*parts, id(getattr(denoiser, "__self__", denoiser)))
+    )
     if memo_key in _MEMO:
         return _MEMO[memo_key]
-    path = cache_dir() / CACHE_FILE
     disk_key = " | ".join(map(str, parts))
     entries = _read_cache(path) if network is not None else {}
     if disk_key in entries:
@@ -372,9 +406,9 @@ class Chunks:
 
     With `watch` (the CallTimes the rows were chosen from; for CPUs running torch on several threads):
     each call is timed, and once STALLS calls in a row took STALL_FACTOR times as long as measured, the
-    CPU has become busier than torch's threads assume (see CONTENDED_JUMP): the remaining calls take
-    up to `fallback` rows (the memory budget's), `watch.contended` is set so the rest of the process
-    starts there, and a warning says so.
+    CPU has become busier than torch's threads assume (see CONTENDED_JUMP): the remaining calls of this
+    Chunks (one sampling run) take up to `fallback` rows (`CallTimes.contended_rows`), and a warning says
+    so. `watch` itself is left as measured: the next run starts from the measured rows and watches again.
     """
 
     def __init__(self, eps_fn, rows: int, watch: CallTimes | None = None, fallback: int | None = None):
@@ -402,7 +436,7 @@ class Chunks:
         if self.stalls >= STALLS:
             log.warning(
                 "network calls of %d rows on %s took %.0fx as long as measured, %d in a row: torch's %d "
-                "threads wait for a busy CPU. Calls of up to %s rows from now on in this process; "
+                "threads wait for a busy CPU. Calls of up to %s rows for the rest of this sampling run; "
                 "torch.set_num_threads(1) (or OMP_NUM_THREADS=1) is likely much faster here.",
                 len(z),
                 self.watch.device,
@@ -411,7 +445,6 @@ class Chunks:
                 torch.get_num_threads(),
                 self.fallback or "all the",
             )
-            self.watch.contended = True
             self.rows = self.fallback or math.inf
             self.watch = None
         return out

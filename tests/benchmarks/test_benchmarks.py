@@ -62,6 +62,11 @@ SMALL = {
             "speed-up",
         ),
         (["--wallclock", "--small", "--threads", "1"], wallclock_table_is_complete),
+        (
+            ["--per-evaluation", "--train-steps", "5", "--samples", "16", "--steps", "5", "--repeats", "1"]
+            + ["--fixed-chunks", "8", "0"],
+            "largest difference from max_batch=auto",
+        ),
     ],
     "time_to_error.py": [(["--repeats", "1", "--cases", "value", "path", "weights"], "median s")],
     "train_step.py": [(["--steps", "10", "--batch", "64"], "ratio to bare")],

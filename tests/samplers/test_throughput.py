@@ -131,6 +131,45 @@ def test_rows_per_call_is_the_smallest_near_the_best_throughput_within_the_memor
     assert cache_edge.rows_per_call() == 512
 
 
+def _flat_from_256_to_4096() -> CallTimes:
+    """A CPU core: 0.1 ms a call up to 100 rows, then 1 us a row, and 3 us a row past 4096 (the caches)."""
+    rows = [1 << i for i in range(16)]
+    return CallTimes(rows, [max(1e-4, r * 1e-6) if r <= 4096 else 3e-6 * r for r in rows], 100.0, "cpu")
+
+
+def test_rows_per_call_are_the_sequential_samplers_call_where_that_is_as_fast():
+    times = _flat_from_256_to_4096()
+    assert times.near_best_rows() == [128, 256, 512, 1024, 2048, 4096]  # 128: 0.13 ms, within 5%
+    assert times.rows_per_call() == 128  # no batch: the smallest near-best size, as before
+    # A pass of N samples x W steps in calls of N rows: each costs what the sequential sampler's does.
+    assert [times.rows_per_call(batch=n) for n in (1, 100, 500, 2000, 4096)] == [128, 128, 500, 2000, 4096]
+    assert times.rows_per_call(batch=100_000) == 4096  # not past the caches: cheaper than sequential
+    assert times.rows_per_call(memory_budget=100.0 * 300 / 0.9, batch=2000) == 300  # the budget binds
+
+
+def test_contended_rows_stay_below_the_caches_and_never_below_the_sequential_call():
+    healthy = _flat_from_256_to_4096()
+    assert healthy.contended_rows(batch=16) == 4096  # the largest near-best size, not a whole pass
+    assert healthy.contended_rows(batch=10_000) == 10_000  # the sequential call waits as often
+    assert healthy.contended_rows(memory_budget=100.0 * 1000 / 0.9, batch=16) == 1000
+    noise = CallTimes([1, 2, 4], [1e-4, 1e-2, 1e-2], 100.0, "cpu", contended=True)
+    assert noise.contended_rows(batch=16) == throughput.MIN_ROWS and noise.contended_rows(batch=5000) == 5000
+    assert noise.rows_per_call(batch=16) == throughput.MIN_ROWS  # a contended measurement, with a batch
+
+
+@pytest.mark.parametrize("batch,rows", [(20, 128), (600, 600)])
+def test_automatic_chunks_of_a_large_batch_are_its_sequential_calls(fixed_times, batch, rows):
+    fixed_times(_flat_from_256_to_4096())
+    net = _Calls(_MLP())
+    sampler = ParallelSampler(DDPMSampler(steps=10), tolerance=0.1, memory_budget=1e9)
+    samples, stats = sampler(net, (2,), torch.arange(batch))
+    assert stats.extra["max_batch"] == rows and max(net.sizes) == rows
+    explicit, _ = ParallelSampler(DDPMSampler(steps=10), tolerance=0.1, max_batch=None)(
+        net, (2,), torch.arange(batch)
+    )
+    torch.testing.assert_close(samples, explicit, rtol=0, atol=1e-6)
+
+
 def test_noise_only_adds_time_so_each_size_keeps_the_least_time_at_it_or_above():
     times = CallTimes([1, 2, 4, 8], [1.0, 9.0, 1.5, 2.0], 1.0)  # a disturbed measurement at 2 rows
     assert times.seconds == [1.0, 1.5, 1.5, 2.0]
@@ -265,34 +304,35 @@ def _sleepy_eps(sizes: list, busy: dict):
     return eps
 
 
-def test_chunks_that_stall_on_a_busy_cpu_switch_to_the_memory_budgets_rows(caplog):
+def test_chunks_that_stall_on_a_busy_cpu_switch_to_the_fallback_rows_for_the_run(caplog):
     times = _linear_times(fixed=1e-5, rows_per_second=1e8)  # a fast device: a call of 10 rows, 10 us
     sizes, busy = [], {"on": False}
-    chunks = Chunks(_sleepy_eps(sizes, busy), 10, watch=times, fallback=1000)
+    chunks = Chunks(_sleepy_eps(sizes, busy), 10, watch=times, fallback=40)
     z, logsnr = torch.randn(100, 2), torch.linspace(-5, 5, 100)
     want = LAW.eps(z, logsnr)
     assert torch.equal(chunks(z, logsnr), want) and sizes == [10] * 10
     busy["on"], sizes[:] = True, []
     with caplog.at_level(logging.WARNING, logger="ctdm.samplers.throughput"):
         assert torch.equal(chunks(z, logsnr), want)
-    assert sizes == [10, 10, 10, 70], sizes  # three slow calls in a row, then the rest in one call
-    assert times.contended and chunks.rows == 1000 and "torch.set_num_threads(1)" in caplog.text
+    assert sizes == [10, 10, 10, 40, 30], sizes  # three slow calls in a row, then the fallback's rows
+    assert chunks.rows == 40 and "torch.set_num_threads(1)" in caplog.text
+    assert not times.contended  # the measurement is left alone: the next run watches again
 
 
 @pytest.mark.parametrize("threads,watched", [(1, False), (2, True)])
 def test_automatic_chunks_are_watched_when_torch_runs_on_several_cpu_threads(fixed_times, threads, watched):
-    # A fast CPU whose throughput peaks at 512 rows (past its caches, twice the rows take 2.8x as long).
+    # A fast CPU whose throughput is flat from 512 to 2048 rows (past its caches, twice the rows take
+    # 2.8x as long).
     rows = [1 << i for i in range(15)]
-    fixed_times(
-        CallTimes(rows, [1e-5 + r * 1e-8 if r <= 512 else 1.512e-5 * (r / 512) ** 1.5 for r in rows], 100)
-    )
+    fixed_times(CallTimes(rows, [1e-5 * max(1, r / 512) * max(1, r / 2048) ** 0.5 for r in rows], 100))
     sizes, busy = [], {"on": True}
     sampler = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1, memory_budget=1e9)
     torch.set_num_threads(threads)
     samples, stats = sampler(_sleepy_eps(sizes, busy), (2,), torch.arange(300))
     chunk = sizes[0]
     assert chunk == 512 and (max(sizes) > chunk) == watched, (chunk, max(sizes))
-    assert stats.extra["max_batch"] == (int(0.9 * 1e9 // 100) if watched else chunk)
+    # Stalled: calls of the largest near-best size, not the whole 6,000-row pass the memory allows.
+    assert stats.extra["max_batch"] == (2048 if watched else chunk) and max(sizes) <= 2048
     explicit, _ = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1, max_batch=chunk)(
         LAW.eps, (2,), torch.arange(300)
     )
@@ -375,6 +415,41 @@ def test_an_unreadable_cache_is_reported_and_measured_again(cache, caplog):
         call_times(net.eps, net, (2,))
     assert "ignoring the unreadable call-time cache" in caplog.text and measured == [(2,)]
     assert json.loads(path.read_text())["version"] == throughput.CACHE_VERSION
+
+
+def test_call_times_dir_keeps_the_measurement_in_the_folder_given(cache, tmp_path):
+    path, measured = cache
+    run = tmp_path / "run"
+    net = _MLP(width=16)
+    sampler = ParallelSampler(DDPMSampler(steps=10), tolerance=0.1, call_times_dir=str(run))
+    sampler(net.eps, (2,), torch.arange(4))
+    assert (run / throughput.CACHE_FILE).exists() and not path.exists() and measured == [(2,)]
+    call_times(net.eps, net, (2,))  # the default folder is another file: measured again
+    assert path.exists() and measured == [(2,), (2,)]
+
+
+def test_the_run_folder_is_a_config_value_away(make_cfg, tmp_path):
+    from ctdm.build import build_samplers
+
+    cfg = make_cfg(["sampler=para_ddpm", "sampler.call_times_dir=${paths.output_dir}"])
+    assert build_samplers(cfg)["selected"].call_times_dir == str(tmp_path)
+    assert build_samplers(make_cfg(["sampler=para_ddpm"]))["selected"].call_times_dir is None  # the cache
+
+
+def test_the_suites_subprocesses_write_call_times_to_the_sessions_folder(tmp_path):
+    """A CLI subprocess the tests start inherits CTDM_CACHE_DIR from tests/conftest.py (set at import,
+    whatever the test order), so its measurement lands in the session's folder, not the user's cache."""
+    from conftest import SESSION_CALL_TIMES_DIR, run_cli
+
+    code = (
+        "import torch; from ctdm.samplers.throughput import call_times, cache_dir; "
+        "from ctdm.nets import ResidualMLP; net = ResidualMLP(2, width=8, blocks=1); "
+        "call_times(net, net, (2,), extra_key='subprocess'); print(cache_dir())"
+    )
+    result = run_cli(["-c", code], cwd=tmp_path, module=None, env={"OMP_NUM_THREADS": "1"}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(SESSION_CALL_TIMES_DIR)
+    assert "subprocess" in (SESSION_CALL_TIMES_DIR / throughput.CACHE_FILE).read_text()
 
 
 def test_the_cache_lives_under_ctdm_cache_dir_else_xdg_else_home(monkeypatch, tmp_path):
