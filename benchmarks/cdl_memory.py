@@ -11,8 +11,12 @@ Columns: resident growth (peak RSS over the step, polled), tensor peak (ctdm.sam
 exact, a second step), seconds of the (first, untraced) step, and the gradient's largest relative
 difference from the unchunked one on the same draws (--check). Memory per item and the step time at batch
 128 are extrapolated from the items measured (printed below the table).
+--ratios instead times whole training steps (loss, backward, Adam) at --batch of the MSE, the ITD and the
+ITD + CDL at several samples x points, unchunked and checkpointed, against the ITD step, beside the ratio
+ctdm predicts from the rows (what a run prints before training).
 Usage: python benchmarks/cdl_memory.py [--net unet_cifar] [--items 1 2] [--points 16] [--chunk 32]
        [--methods none checkpoint two_pass itd] [--check] [--small]
+       python benchmarks/cdl_memory.py --ratios [--net unet_small] [--batch 128] [--chunk 64] [--small]
 """
 
 import argparse
@@ -148,6 +152,48 @@ def gradient_check(net_name: str, items: int, points: int, chunk: int) -> dict:
     }
 
 
+RATIO_SETTINGS = [("all", 16), (8, 16), (4, 16), (8, 8), (16, 8), (32, 4)]  # (samples, points) on the ITD
+
+
+def step_ratios(net_name: str, batch: int, repeats: int, settings, chunk: int | None) -> None:
+    """ms per training step (loss, backward, Adam; median of alternating timings) of the MSE, the ITD
+    and the ITD + each CDL setting at `batch`, unchunked and checkpointed in calls of `chunk` rows, with
+    the ratio to the ITD step and the one ctdm.losses.memory.describe_cost predicts from the rows."""
+    from cdl_step import timed_pair
+
+    from ctdm.losses import ContrastiveDiffusionLoss, DenoisingMSE, ITDLoss
+    from ctdm.losses.memory import describe_cost
+
+    net, ref, shape = build(net_name)
+    opt = torch.optim.Adam(net.parameters(), 1e-4)
+    x = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+    def step_with(terms):
+        def run():
+            loss = sum(term(net, x, None, ref)[0] for term in terms.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return run
+
+    base = {"itd": ITDLoss(max_batch=None)}
+    base_step = step_with(base)
+    cases = [("mse", {"mse": DenoisingMSE()})]
+    for samples, points in settings:
+        for max_batch in (None, chunk):
+            cdl = ContrastiveDiffusionLoss(samples=samples, points=points, max_batch=max_batch)
+            cases.append((f"itd + cdl {samples} x {points}, max_batch {max_batch}", {**base, "cdl": cdl}))
+    print(f"net={net_name} batch={batch} threads={torch.get_num_threads()} repeats={repeats}")
+    print(f"{'step':40s} {'rows':>5s} {'ms':>8s} {'itd ms':>8s} {'ratio':>6s} {'predicted':>9s}")
+    for name, terms in cases:
+        ms, itd_ms = timed_pair(step_with(terms), base_step, repeats)
+        rows = sum(t.network_rows(batch) for t in terms.values())
+        line = describe_cost(terms, batch, per_row=1.0, budget=float("inf")) or ""
+        predicted = line.split("predicted step time ")[1].split("x")[0] if line else "-"
+        print(f"{name:40s} {rows:5d} {ms:8.1f} {itd_ms:8.1f} {ms / itd_ms:5.2f}x {predicted:>9s}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--net", default="unet_cifar", choices=sorted(NETS))
@@ -159,10 +205,18 @@ def main(argv=None):
     parser.add_argument("--no-tensor-peak", dest="tensor_peak", action="store_false")
     parser.add_argument("--check", action="store_true", help="gradient parity of the chunked methods")
     parser.add_argument("--small", action="store_true", help="a tiny UNet, 1-2 items, 4 points")
+    parser.add_argument("--ratios", action="store_true", help="training-step time ratios to the ITD step")
+    parser.add_argument("--batch", type=int, default=128, help="batch of --ratios")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per case of --ratios")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "ITEMS", "POINTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.small:
         args.net, args.items, args.points, args.chunk, args.check = "tiny", [1, 2], 4, 3, True
+    if args.ratios:
+        torch.set_num_threads(args.threads)
+        settings = [(2, 4), (1, 4)] if args.small else RATIO_SETTINGS
+        batch, repeats = (8, 2) if args.small else (args.batch, args.repeats)
+        return step_ratios(args.net, batch, repeats, settings, args.chunk)
     if args.child:
         args.method, args.items, args.points = args.child[0], int(args.child[1]), int(args.child[2])
         return child(args)
