@@ -189,7 +189,7 @@ def step_ratios(net_name: str, batch: int, repeats: int, settings, chunk: int | 
     for name, terms in cases:
         ms, itd_ms = timed_pair(step_with(terms), base_step, repeats)
         rows = sum(t.network_rows(batch) for t in terms.values())
-        line = describe_cost(terms, batch, per_row=1.0, budget=float("inf")) or ""
+        line = describe_cost(terms, batch, per_row=1.0, budget=1e30) or ""
         predicted = line.split("predicted step time ")[1].split("x")[0] if line else "-"
         print(f"{name:40s} {rows:5d} {ms:8.1f} {itd_ms:8.1f} {ms / itd_ms:5.2f}x {predicted:>9s}")
 

@@ -77,6 +77,9 @@ def resolved_chunk(term, batch: int, per_row: float, budget: float) -> int | Non
     chunk = getattr(term, "max_batch", None)
     if chunk != AUTO:
         return chunk
+    planned = getattr(term, "auto_chunk", None)
+    if planned is not None and planned.rows:  # planned on its device by the module
+        return planned.for_rows(term.network_rows(batch), backward=True)
     own = getattr(term, "memory_budget", None)
     return auto_max_batch(term.network_rows(batch), per_row, own if own is not None else budget)
 
@@ -118,8 +121,12 @@ class AutoChunk:
         self.rows = {grad: budget_rows(bytes_, budget) for grad, bytes_ in per_row.items()}
 
     def __call__(self, rows: int) -> int | None:
+        """max_batch for a call of `rows` rows now (autograd on or off)."""
+        return self.for_rows(rows, torch.is_grad_enabled())
+
+    def for_rows(self, rows: int, backward: bool) -> int | None:
         """max_batch for a call of `rows` rows: None when they fit (or nothing is planned)."""
-        fitting = self.rows.get(torch.is_grad_enabled())
+        fitting = self.rows.get(backward)
         return None if fitting is None or rows <= fitting else fitting
 
 

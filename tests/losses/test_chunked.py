@@ -163,3 +163,32 @@ def test_the_cost_line_counts_the_rows_and_predicts_the_ratio():
     # 256 CDL rows, checkpointed (4 forward-equivalents each), beside 128 rows at 3: 1 + 1024/384
     assert "256 network rows per step beside the base loss's 128" in line and "3.7x" in line
     assert loss_memory.describe_cost({"mse": DenoisingMSE()}, 128, 1.0, 1e9) is None
+
+
+def test_image_data_takes_a_cdl_setting_a_24_gb_card_runs_at_about_twice_the_base_step(make_cfg):
+    from hydra.utils import instantiate
+
+    def cdl(*overrides):
+        return make_cfg(["loss=contrastive", *overrides]).loss.cdl
+
+    assert (cdl().samples, cdl().points) == ("all", 16)  # the 2-D default stays
+    for data in ("digits", "mnist", "cifar10", "image_folder"):
+        assert (cdl(f"data={data}").samples, cdl(f"data={data}").points) == (4, 16), data
+    assert make_cfg(["loss=itd_cdl_paper", "data=cifar10"]).loss.cdl.samples == 2  # the authors' own
+    assert make_cfg(["experiment=digits"]).loss.cdl.samples == "all"  # the preset keeps its arms
+    cfg = make_cfg(["loss=contrastive", "data=cifar10"])
+    terms = instantiate(cfg.loss, _convert_="all")
+    net = instantiate(cfg.model.net)  # the CIFAR UNet, 35.7M
+    per_row = loss_memory.bytes_per_row(net, (3, 32, 32))
+    card, weights = 24 * 2**30, loss_memory.parameter_bytes(net)
+    fits = loss_memory.check_step_fits(
+        terms, 128, per_row, weights, available=card, where="on a 24 GB card", budget=card / 2
+    )
+    assert fits.total < card
+    line = loss_memory.describe_cost(terms, 128, per_row, budget=card / 2)
+    assert "128 network rows per step beside the base loss's 128" in line and "max_batch=None" in line
+    assert float(line.split("predicted step time ")[1].split("x")[0]) <= 3
+    # the 2-D default on the same card: refused unchunked, chunked by auto
+    terms["cdl"] = ContrastiveDiffusionLoss(points=16, max_batch=None)
+    with pytest.raises(ValueError, match="loss.cdl holds 4096 of its 4096 network rows"):
+        loss_memory.check_step_fits(terms, 128, per_row, weights, available=card, where="", budget=card / 2)
