@@ -20,7 +20,6 @@ import math
 
 import torch
 
-from ctdm.evaluation.budget import Estimate, _size
 from ctdm.samplers.memory import TensorMemory
 from ctdm.samplers.throughput import MEMORY_HEADROOM, default_memory_budget
 
@@ -134,9 +133,11 @@ def parameter_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def estimate_step(terms: dict, batch: int, per_row: float, param_bytes: int, budget: float) -> Estimate:
-    """The peak bytes of one training step on one rank: the weights with their gradients and Adam's two
-    moments, and each term's held rows (`held_rows`)."""
+def estimate_step(terms: dict, batch: int, per_row: float, param_bytes: int, budget: float):
+    """The peak bytes of one training step on one rank (a ctdm.evaluation.budget.Estimate): the weights
+    with their gradients and Adam's two moments, and each term's held rows (`held_rows`)."""
+    from ctdm.evaluation.budget import Estimate  # (ctdm.evaluation loads torchmetrics: not at import)
+
     parts = {"weights, gradients and Adam state": 4 * param_bytes}
     for key, term in terms.items():
         rows = held_rows(term, batch, per_row, budget)
@@ -146,10 +147,11 @@ def estimate_step(terms: dict, batch: int, per_row: float, param_bytes: int, bud
 
 def check_step_fits(
     terms: dict, batch: int, per_row: float, param_bytes: int, *, available: float, where: str, budget: float
-) -> Estimate:
+):
     """The step's estimate (`estimate_step`), or a ValueError naming the keys when it exceeds
     `available` bytes (`where` they are) or a term's own loss.<key>.memory_budget, with a max_batch and
     samples that fit. `budget`: what max_batch "auto" chooses from (the samplers' default)."""
+    from ctdm.evaluation.budget import _size
     from ctdm.losses.cdl import ContrastiveDiffusionLoss  # (it imports this module)
 
     needed = estimate_step(terms, batch, per_row, param_bytes, budget)
