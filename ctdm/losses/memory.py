@@ -7,9 +7,10 @@ terms checkpoint each chunk (ctdm.diffusion.likelihood.point_errors), so they ho
 `bytes_per_row` measures what one row costs (activations kept for backward, and the backward
 pass itself), and the rest is arithmetic:
 
-- `auto_max_batch`: the chunk of `max_batch: auto`: every row in one call when they fit the memory
-  budget (no recomputation), else as many as fit: the samplers' budget (ctdm.samplers.throughput
-  `default_memory_budget`, `MEMORY_HEADROOM`), one mechanism for both;
+- `AutoChunk` / `auto_max_batch`: the chunk of `max_batch: auto`: every row in one call when they fit
+  the memory budget (no recomputation), else as many as fit: the samplers' budget (ctdm.samplers.throughput
+  `default_memory_budget`, `MEMORY_HEADROOM`), one mechanism for both; the DiffusionModule plans it on
+  its device when fit or validation starts (`DiffusionModule.plan_chunks`);
 - `estimate_step` / `check_step_fits`: the step's peak before training, refused with the estimate and a
   `max_batch` / `samples` that fits (as ctdm.evaluation.budget does for the sample evaluation);
 - `describe_cost`: what the CDL adds to the base loss's step: network rows and a predicted time ratio.
