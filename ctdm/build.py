@@ -11,6 +11,7 @@ Every object is built by Hydra from its `_target_`; the order of the calls is th
 user can get wrong is built before any data is read).
 """
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from ctdm.checkpoint import check_network, load_checkpoint
 from ctdm.module import DiffusionModule
 from ctdm.tracking import IDENTITY_KEYS, declared_floats, run_identity
+
+log = logging.getLogger(__name__)
 
 
 def resolved_config(cfg: DictConfig) -> dict:
@@ -128,7 +131,8 @@ def load_module(path: str | Path, cfg: DictConfig | None = None, key: str = "ckp
 def check_before_fit(cfg: DictConfig, run: Run) -> None:
     """What would otherwise fail during fit, after the first steps or at the end: the optimizer and LR
     schedule the module builds from its partials (model.optimizer, model.lr_scheduler), the checkpoint
-    folders (written at the first validation), and whether the sample evaluation fits in memory."""
+    folders (written at the first validation), whether a training step and the sample evaluation fit
+    in memory; and the CDL's cost is printed."""
     module = run.module
     try:
         optimizer = module.optimizer_factory(params=module.parameters())
@@ -146,10 +150,39 @@ def check_before_fit(cfg: DictConfig, run: Run) -> None:
         )
         if folder is not None:
             check_writable(folder, f"callbacks.{name}.dirpath")
+    check_step_memory(cfg, run)
     for callback in run.callbacks:
         check_memory = getattr(callback, "check_memory", None)
         if check_memory is not None:
             check_memory(run.module, run.datamodule, run.trainer)
+
+
+def check_step_memory(cfg: DictConfig, run: Run) -> None:
+    """Refuse a training step that cannot fit in memory on one rank, estimated from the rows its loss
+    terms hold (ctdm.losses.memory, the network's cost per row measured on two rows on the CPU), and log
+    what a CDL term adds to the base loss's step."""
+    import torch
+
+    from ctdm.evaluation.budget import available_bytes
+    from ctdm.losses import memory
+    from ctdm.samplers.throughput import default_memory_budget
+
+    module, trainer = run.module, run.trainer
+    run.datamodule.setup("fit")
+    shape = tuple(run.datamodule.x_val.shape[1:])
+    world = max(1, trainer.num_nodes * trainer.num_devices)
+    batch = max(1, -(-int(cfg.data.batch_size) // world))  # each rank's share of the global batch
+    per_row = memory.bytes_per_row(module.eps, shape, torch.device("cpu"))
+    device = trainer.strategy.root_device
+    available, where = available_bytes(device)
+    budget = default_memory_budget(device)  # what max_batch auto chooses from, as at the step
+    terms = module.loss_terms
+    memory.check_step_fits(
+        terms, batch, per_row, memory.parameter_bytes(module), available=available, where=where, budget=budget
+    )
+    cost = memory.describe_cost(terms, batch, per_row, budget)
+    if cost:
+        log.info(cost)
 
 
 def _target(node) -> str:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ctdm.diffusion import EpsPrediction, LikelihoodSettings, Parameterization, Reference, nll
 from ctdm.losses import ContrastiveDiffusionLoss, LossTerm, check_weights
+from ctdm.losses.memory import AutoChunk, bytes_per_row
 from ctdm.training_cost import CHECKPOINT_KEY, CountedEps, TrainingCost
 
 
@@ -82,6 +83,8 @@ class DiffusionModule(L.LightningModule):
         cdl = next((t for t in self.loss_terms.values() if isinstance(t, ContrastiveDiffusionLoss)), None)
         zeta = cdl.zeta if cdl is not None else None
         self.val_cdl = ContrastiveDiffusionLoss(weight=0.0, points=self.likelihood.val_points, zeta=zeta)
+        self._planned = None  # (device, shape) the auto chunks were planned for
+        self.val_chunk = AutoChunk()  # val/nll's B x val_points rows, in calls that fit (as val_cdl's)
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
         self.run_choices: dict | None = None  # and the config-group choices that composed it
         self.run_identity: dict | None = None  # and its tracker identity (ctdm.tracking.run_identity)
@@ -130,6 +133,31 @@ class DiffusionModule(L.LightningModule):
                 )
             self._reference = self.likelihood.reference(self.data_var)
         return self._reference
+
+    def on_fit_start(self) -> None:
+        self.plan_chunks()
+
+    def on_validation_start(self) -> None:
+        self.plan_chunks()
+
+    def plan_chunks(self) -> None:
+        """Rows per network call for the terms with max_batch "auto" (and val/nll, val/cdl) on this
+        device, from this network's memory per row measured here (ctdm.losses.memory.AutoChunk)."""
+        key = (str(self.device), tuple(self.data_var.shape))
+        if getattr(self, "_planned", None) == key or self.data_var.numel() == 0:
+            return
+        shape = tuple(self.data_var.shape)
+        per_row = {
+            grad: bytes_per_row(self.parameterization.eps, shape, self.device, backward=grad)
+            for grad in (True, False)
+        }
+        for chunk in self._auto_chunks():
+            chunk.plan(per_row, self.device)
+        self._planned = key
+
+    def _auto_chunks(self) -> list[AutoChunk]:
+        terms = [*self.loss_terms.values(), self.val_cdl]
+        return [self.val_chunk, *(t.auto_chunk for t in terms if getattr(t, "max_batch", None) == "auto")]
 
     # -- training -----------------------------------------------------------------------------
     @property
@@ -216,7 +244,10 @@ class DiffusionModule(L.LightningModule):
         loss, logs = self.objective(batch, generator)
         logs.update(self.val_cdl(self.eps, batch, generator, self.reference)[1])
         points = self.likelihood.val_points
-        nats = nll(self.eps, batch, self.reference, n_points=points, generator=generator).mean()
+        chunk = self.val_chunk(len(batch) * points)
+        nats = nll(
+            self.eps, batch, self.reference, n_points=points, generator=generator, max_batch=chunk
+        ).mean()
         logs["nll"] = nats
         if batch.dim() == 4:  # 8-bit images scaled to [-1, 1]: bins of width 2/255 per dimension
             logs["nll_bpd"] = (nats / batch[0].numel() + math.log(127.5)) / math.log(2)

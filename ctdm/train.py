@@ -83,6 +83,12 @@ def _train(cfg: DictConfig) -> dict:
     except SIGTERMException:
         saved = next((c.saved for c in callbacks if isinstance(c, Preemption)), None)
         raise Preempted(trainer.global_step, saved, _resume_command()) from None
+    except torch.OutOfMemoryError as error:  # one paragraph naming the keys; the run folder is kept
+        from ctdm.losses.memory import StepOutOfMemory
+
+        last, _ = checkpoint_paths(callbacks, cfg.paths.output_dir)
+        batch = -(-int(cfg.data.batch_size) // max(1, trainer.world_size))
+        raise StepOutOfMemory(error, model.loss_terms, batch, trainer.global_step, last) from None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     for callback in callbacks:

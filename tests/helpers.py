@@ -39,6 +39,24 @@ class NaNAtCall(DenoisingMSE):
         return loss, logs
 
 
+class OutOfMemoryAtStep(DenoisingMSE):
+    """The DDPM MSE term, except that its training call (autograd on) at `oom_step` raises the error a
+    CUDA device raises when it runs out of memory."""
+
+    name = "mse"
+
+    def __init__(self, oom_step: int, **kwargs):
+        super().__init__(**kwargs)
+        self.oom_step, self.training_calls = oom_step, 0
+
+    def __call__(self, eps_fn, x, generator=None, reference=None):
+        if torch.is_grad_enabled():
+            if self.training_calls == self.oom_step:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (fake)")
+            self.training_calls += 1
+        return super().__call__(eps_fn, x, generator, reference)
+
+
 class SlowSteps(L.Callback):
     """Sleeps `seconds` after every step and touches `marker` after step `mark_step`, so a test can signal
     a CLI run in the middle of its training."""

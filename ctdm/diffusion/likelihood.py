@@ -13,7 +13,8 @@ is noising x at a'. So -log p_zeta uses the same formula with eps_hat_zeta, and 
 classifier's logit log p(z) - log p_zeta(z) is the difference of the two estimates.
 
 Everything is batched: B samples x M points are one call of the network (or `max_batch`-sized
-chunks of it), with no Python loop over samples or points.
+chunks of it, each activation-checkpointed under autograd, so a training step's memory follows the
+chunk), with no Python loop over samples or points.
 """
 
 import math
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from ctdm.diffusion.channel import append_dims, noise_data
 from ctdm.diffusion.checks import check_int, check_number
@@ -160,17 +162,24 @@ def point_errors(
 ) -> Tensor:
     """|eps - eps_hat_zeta(z_a(x), a)|^2 summed over dimensions, for N points in one batched call.
 
-    x, eps: [N, *shape]; logsnr, zeta: [N] (zeta = +inf for the data law itself).
+    x, eps: [N, *shape]; logsnr, zeta: [N] (zeta = +inf for the data law itself). max_batch: the rows of
+    a network call; when gradients are on, each call is also activation-checkpointed (torch.utils.checkpoint):
+    its activations are freed after the forward pass and recomputed, one call at a time, in the backward
+    pass, so memory follows max_batch, not N (one forward more; the gradient is the same).
     """
+    if max_batch is None or len(x) <= max_batch:
+        return _point_errors(eps_fn, x, logsnr, eps, zeta)
+    chunks = zip(*(t.split(max_batch) for t in (x, logsnr, eps, zeta)), strict=True)
+    if torch.is_grad_enabled():
+        return torch.cat([checkpoint(_point_errors, eps_fn, *c, use_reentrant=False) for c in chunks])
+    return torch.cat([_point_errors(eps_fn, *c) for c in chunks])
+
+
+def _point_errors(eps_fn: EpsFn, x: Tensor, logsnr: Tensor, eps: Tensor, zeta: Tensor) -> Tensor:
+    # Everything from the inputs to the per-row errors, so a checkpointed chunk keeps only N numbers.
     z = noise_data(x, logsnr, eps)
     shifted, factor = shifted_level(logsnr, zeta)
-    if max_batch is None or len(z) <= max_batch:
-        eps_hat = eps_fn(z, shifted)
-    else:
-        eps_hat = torch.cat(
-            [eps_fn(zc, ac) for zc, ac in zip(z.split(max_batch), shifted.split(max_batch), strict=True)]
-        )
-    eps_hat = append_dims(factor, x.dim()) * eps_hat
+    eps_hat = append_dims(factor, x.dim()) * eps_fn(z, shifted)
     return (eps - eps_hat).pow(2).flatten(1).sum(1)
 
 

@@ -24,6 +24,10 @@ class LossTerm:
     def __call__(self, eps_fn: EpsFn, x: Tensor, generator: torch.Generator | None = None, reference=None):
         raise NotImplementedError
 
+    def network_rows(self, batch: int) -> int:
+        """Network rows one call sends through the graph for `batch` items (ctdm.losses.memory)."""
+        return batch
+
 
 def check_weights(terms: Mapping[str, LossTerm]) -> None:
     """The objective needs at least one term with a positive weight (each weight is checked by its term)."""

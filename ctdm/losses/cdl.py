@@ -14,6 +14,7 @@ from ctdm.diffusion.channel import append_dims, noise_data
 from ctdm.diffusion.checks import check_int, check_number
 from ctdm.diffusion.likelihood import Draws, cdl_logit, check_draws, truncated_logistic
 from ctdm.losses.base import EpsFn, LossTerm
+from ctdm.losses.memory import AUTO, AutoChunk, check_max_batch
 
 
 class ZetaDistribution:
@@ -66,7 +67,11 @@ class ContrastiveDiffusionLoss(LossTerm):
 
     points: Monte-Carlo points per likelihood estimate; share_draws: log p and log p_zeta use the
     same (a, eps) draws (far less noisy, docs/cdl.md); draws: how the points are drawn (`Draws`:
-    stratified levels, antithetic noise, levels focused above zeta); max_batch: largest network call.
+    stratified levels, antithetic noise, levels focused above zeta); max_batch: rows per network call of
+    the 2 x samples x points, each call activation-checkpointed so that a step's memory follows it, not
+    items x points (an integer; "auto": all rows in one call when they fit `memory_budget` bytes, else
+    as many as fit; None: one call); memory_budget: None is the samplers' default (half the free GPU
+    memory, a quarter of the RAM; ctdm.losses.memory).
     per_item_divisor: null averages the items' losses; a number D instead sums them, each divided by
     D: the authors' loop, where each item's loss is divided by the batch size before its own
     backward pass (`loss=itd_cdl_paper`: weight 1, D = B, so 2/B times the mean over 2 items).
@@ -84,9 +89,10 @@ class ContrastiveDiffusionLoss(LossTerm):
         zeta: ZetaDistribution | None = None,
         share_draws: bool = True,
         every_n_steps: int = 1,
-        max_batch: int | None = None,
+        max_batch: int | str | None = AUTO,
         per_item_divisor: float | None = None,
         draws: Draws | None = None,
+        memory_budget: float | None = None,
     ):
         super().__init__(weight, every_n_steps)
         if per_item_divisor is not None:
@@ -95,9 +101,12 @@ class ContrastiveDiffusionLoss(LossTerm):
         if samples != "all" and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
             raise ValueError(f"samples must be an integer >= 1 or 'all', got {samples!r}.")
         check_int("points", points)
-        if max_batch is not None:
-            check_int("max_batch", max_batch)
-        self.samples, self.points, self.share_draws, self.max_batch = samples, points, share_draws, max_batch
+        self.samples, self.points, self.share_draws = samples, points, share_draws
+        self.max_batch = check_max_batch(max_batch)
+        self.memory_budget = (
+            None if memory_budget is None else check_number("memory_budget", memory_budget, positive=True)
+        )
+        self.auto_chunk = AutoChunk(self.memory_budget)
         self.draws = check_draws(Draws() if draws is None else draws, points, shared_ratio=share_draws)
         self.zeta = zeta if zeta is not None else ZetaDistribution()
 
@@ -106,7 +115,7 @@ class ContrastiveDiffusionLoss(LossTerm):
             raise ValueError(
                 "reference is None: the CDL needs the likelihood Reference (DiffusionModule passes its own)."
             )
-        count = len(x) if self.samples == "all" else min(self.samples, len(x))
+        count = self.items(len(x))
         x = x[:count]  # batches arrive shuffled, so the first items are a random subset
         zeta = self.zeta.sample(count, generator, x.device, reference).to(x.dtype)
         clean = torch.rand(count, generator=generator, device=x.device) < 0.5
@@ -120,7 +129,9 @@ class ContrastiveDiffusionLoss(LossTerm):
             n_points=self.points,
             share_draws=self.share_draws,
             generator=generator,
-            max_batch=self.max_batch,
+            max_batch=self.auto_chunk(self.network_rows(len(x)))
+            if self.max_batch == AUTO
+            else self.max_batch,
             draws=self.draws,
         )
         sign = clean.to(x.dtype) * 2 - 1
@@ -137,3 +148,10 @@ class ContrastiveDiffusionLoss(LossTerm):
             else logit.new_tensor(0.0),
         }
         return loss, logs
+
+    def items(self, batch: int) -> int:
+        """Items of a batch of `batch` that get the loss."""
+        return batch if self.samples == "all" else min(self.samples, batch)
+
+    def network_rows(self, batch: int) -> int:
+        return 2 * self.items(batch) * self.points  # log p and log p_zeta

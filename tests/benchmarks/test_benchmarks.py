@@ -49,8 +49,13 @@ def wallclock_table_is_complete(stdout: str) -> None:
 # script -> its small modes: (arguments, a line its table prints or a check of its output); {ckpt} is a
 # smoke run's checkpoint.
 SMALL = {
+    "cdl_memory.py": [
+        (["--small"], "gradient vs unchunked"),
+        (["--ratios", "--small"], "max_batch 3"),
+    ],
     "cdl_step.py": [(["--small"], "8g sd")],
     "fid.py": [(["--images", "4", "--samples", "8", "--steps", "5", "--threads", "1"], "eval/sampling")],
+    "gpu_cdl_memory.py": [(["--cpu-smoke"], "end-to-end run: exit 0")],
     "gpu_options.py": [
         (["--small", "--no-compile", "--batch", "2", "--samples", "2", "--steps", "1"], "DDPM sampling")
     ],

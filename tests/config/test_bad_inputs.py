@@ -208,6 +208,21 @@ CASES = [
         ["eval.num_samples=1000000000000"],
         ["eval.num_samples=1000000000000", "eval.batch_size=null", "GiB", "before training"],
     ),
+    # A training step: refused before training when its rows cannot fit; out of memory during a step
+    (
+        "training step over the CDL's memory budget",
+        ["loss=contrastive", "loss.cdl.max_batch=null", "loss.cdl.memory_budget=100000"],
+        ["loss.cdl.memory_budget=97.7 KiB", "loss.cdl.max_batch=", "loss.cdl.points", "before training"],
+    ),
+    (
+        "out of memory during a step",
+        [
+            "loss.mse._target_=helpers.OutOfMemoryAtStep",
+            "+loss.mse.oom_step=3",
+            "trainer.val_check_interval=2",
+        ],
+        ["Out of memory at training step 3", "loss.mse 16", "data.batch_size", "ckpt_path=", "last.ckpt"],
+    ),
     ("one sample", ["eval.num_samples=1"], ["eval.num_samples", ">= 2"]),
     ("zero evaluation batch", ["eval.batch_size=0"], ["eval.batch_size", ">= 1"]),
     ("KID keeping one sample", ["data=digits", "eval.fid.kid_max_samples=1"], ["eval.fid.kid_max_samples"]),
@@ -234,7 +249,8 @@ EVALUATE_CASES = [
         ["eval.num_samples=1000000000000", "GiB", "eval.batch_size"],
     ),
 ]
-TRAINED = {"misspelt optimized_metric", "non-finite final metrics"}  # these fail after fit
+# these fail once training has started: the folder stays for its checkpoints
+TRAINED = {"misspelt optimized_metric", "non-finite final metrics", "out of memory during a step"}
 TABLE = [("train", *case) for case in CASES] + [("evaluate", *case) for case in EVALUATE_CASES]
 
 

@@ -129,3 +129,18 @@ def test_two_nodes_of_one_process_train_like_one_rank(tmp_path):
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1][1]  # node 1 is the second rank of one group
     assert (out / "summary.json").is_file() and not (out / ".ctdm.lock").exists()
     _assert_alike(one, out)
+
+
+@pytest.mark.slow
+def test_checkpointed_cdl_chunks_train_under_ddp(tmp_path):
+    """The CDL's rows in checkpointed chunks (loss.cdl.max_batch) under DDP's gradient hooks, with
+    Lightning's automatic optimisation: the recomputation in the backward pass marks every parameter
+    ready once, and the run trains to the end."""
+    out = tmp_path / "run"
+    args = ["debug=smoke", "logger=csv", "loss=contrastive", "loss.cdl.points=2", "loss.cdl.max_batch=5"]
+    result = run_cli([*args, "trainer=ddp_cpu", "trainer.max_steps=3", f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CDL cost: 32 network rows per step beside the base loss's 8" in result.stdout + result.stderr
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 3
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
