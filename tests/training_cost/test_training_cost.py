@@ -16,16 +16,25 @@ from ctdm.training_cost import CHECKPOINT_KEY, CountedEps, TrainingCost, summary
 BATCH = 8
 
 
-class NetworkRows:
-    """A forward hook on the network: rows it saw while in training mode, and those with gradient on
-    outside a backward pass (what the counter calls forward and backward rows), counted independently."""
+class NetworkRows(L.Callback):
+    """A forward hook on the network: rows it saw inside training batches (between Lightning's
+    on_train_batch_start and on_train_batch_end, so the module's memory-per-row probe at fit start is not
+    a training row), and those with gradient on outside a backward pass (what the counter calls forward
+    and backward rows), counted independently."""
 
     def __init__(self, net: torch.nn.Module):
         self.forward = self.backward = 0
-        net.register_forward_hook(self)
+        self.in_batch = False
+        net.register_forward_hook(self.hook)
 
-    def __call__(self, net, inputs, output) -> None:
-        if net.training:
+    def on_train_batch_start(self, *args) -> None:
+        self.in_batch = True
+
+    def on_train_batch_end(self, *args) -> None:
+        self.in_batch = False
+
+    def hook(self, net, inputs, output) -> None:
+        if net.training and self.in_batch:
             self.forward += len(inputs[0])
             self.backward += len(inputs[0]) * (
                 torch.is_grad_enabled() and torch._C._current_graph_task_id() == -1
@@ -61,7 +70,7 @@ def test_the_counted_rows_are_the_rows_the_network_saw(case, tmp_path):
     cfg = compose_config([f"loss={loss}", "debug=smoke", f"data.batch_size={BATCH}", *overrides], tmp_path)
     module = build_module(cfg)
     seen = NetworkRows(module.net)
-    fit(module, steps=3)
+    fit(module, steps=3, callbacks=[seen])
     cost = module.cost_this_run
     assert (cost.rows_forward, cost.rows_backward) == (seen.forward, seen.backward) != (0, 0)
     assert cost.rows_backward == cost.rows_forward  # nothing re-run, everything back-propagated
