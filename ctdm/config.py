@@ -165,8 +165,9 @@ def check_config(cfg: DictConfig) -> None:
             f"trainer.strategy={strategy!r} re-launches the script once per device, which under Hydra "
             "multirun (-m) would start nested sweeps. For a sweep, give each job one device "
             "(trainer=default, cpu or gpu), run each job as its own command without -m (e.g. a shell "
-            "loop), or use a launcher that starts every job as its own process (pip install "
-            "hydra-submitit-launcher, then hydra/launcher=submitit_slurm)."
+            "loop), or use a launcher that starts every job as its own process: hydra/launcher=slurm "
+            "(conf/hydra/launcher/slurm.yaml, with hydra.launcher.partition=<yours>; its plugin comes "
+            "with the sweep extra, pip install 'ctdm[sweep]', which make install includes)."
         )
 
 
