@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ctdm.config_dir import CONFIG_DIR
 from ctdm.diffusion.settings import LikelihoodSettings
 
 # -- the schema: types; every value is set once, in conf/ (diffusion.likelihood: in its dataclass) ----
@@ -82,7 +83,7 @@ ConfigStore.instance().store(name="ctdm_schema", node=CtdmConfig)
 # Every option of the `sampler` group is also an option of `eval/samplers`, placed at
 # eval.samplers.<option> ('eval/samplers=[ddpm,para_ddpm]'), so a new file in conf/sampler/ is all a
 # new sampler needs (conf/eval/samplers/ itself holds only `selected`, the `sampler` choice).
-for _option in sorted((Path(__file__).resolve().parents[1] / "conf" / "sampler").glob("[!_]*.yaml")):
+for _option in sorted((CONFIG_DIR / "sampler").glob("[!_]*.yaml")):
     ConfigStore.instance().store(
         group="eval/samplers",
         name=_option.stem,
