@@ -40,7 +40,6 @@ Usage: python benchmarks/sampling.py [--train-steps 3000] [--samples 2000] [--st
 import argparse
 import os
 import time
-from pathlib import Path
 
 import torch
 from _device import synchronize
@@ -48,13 +47,14 @@ from hydra import compose, initialize_config_dir
 
 import ctdm.config  # noqa: F401  (stores the config schema that conf/config.yaml composes on)
 from ctdm.build import build_data, build_module, load_module
+from ctdm.config_dir import CONFIG_DIR
 from ctdm.data.toy import eight_gaussians
 from ctdm.metrics import mmd2
 from ctdm.nets import UNet
 from ctdm.samplers import DDPMSampler, ParallelSampler
 from ctdm.samplers.memory import TensorMemory
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = CONFIG_DIR
 
 
 def trained_model(train_steps: int, ckpt: str | None, overrides: tuple[str, ...] = ()):

@@ -147,3 +147,11 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+
+
+def compare() -> None:
+    """The `ctdm-compare` console script. A console script exits with its function's return value, and
+    ctdm.compare.main returns the report's path (for Python callers), which would exit 1 printing it."""
+    from ctdm.compare import main
+
+    main()

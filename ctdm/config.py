@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ctdm.config_dir import CONFIG_DIR
 from ctdm.diffusion.settings import LikelihoodSettings
 
 # -- the schema: types; every value is set once, in conf/ (diffusion.likelihood: in its dataclass) ----
@@ -91,7 +92,7 @@ ConfigStore.instance().store(name="ctdm_schema", node=CtdmConfig)
 # Every option of the `sampler` group is also an option of `eval/samplers`, placed at
 # eval.samplers.<option> ('eval/samplers=[ddpm,para_ddpm]'), so a new file in conf/sampler/ is all a
 # new sampler needs (conf/eval/samplers/ itself holds only `selected`, the `sampler` choice).
-for _option in sorted((Path(__file__).resolve().parents[1] / "conf" / "sampler").glob("[!_]*.yaml")):
+for _option in sorted((CONFIG_DIR / "sampler").glob("[!_]*.yaml")):
     ConfigStore.instance().store(
         group="eval/samplers",
         name=_option.stem,
@@ -174,8 +175,9 @@ def check_config(cfg: DictConfig) -> None:
             f"trainer.strategy={strategy!r} re-launches the script once per device, which under Hydra "
             "multirun (-m) would start nested sweeps. For a sweep, give each job one device "
             "(trainer=default, cpu or gpu), run each job as its own command without -m (e.g. a shell "
-            "loop), or use a launcher that starts every job as its own process (pip install "
-            "hydra-submitit-launcher, then hydra/launcher=submitit_slurm)."
+            "loop), or use a launcher that starts every job as its own process: hydra/launcher=slurm "
+            "(conf/hydra/launcher/slurm.yaml, with hydra.launcher.partition=<yours>; its plugin comes "
+            "with the sweep extra, pip install 'ctdm[sweep]', which make install includes)."
         )
 
 

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ctdm import run_folder
 from ctdm.cli import preflight, quiet_libraries
 from ctdm.config import user_errors
+from ctdm.config_dir import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def write_outputs(out: Path, metrics: dict, evaluation) -> None:
     print("\n".join(lines), flush=True)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
 def _main(cfg: DictConfig) -> None:
     with user_errors(cfg):
         evaluate(cfg)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from ctdm import run_folder
 from ctdm.cli import preflight, quiet_libraries
 from ctdm.config import check_finite_metrics, check_optimized_metric, user_errors
+from ctdm.config_dir import CONFIG_DIR
 from ctdm.finetune import resolve_finetune
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def _write_summary(summary: dict) -> None:
     print("\n".join(lines), flush=True)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     with user_errors(cfg):
         summary = train(cfg)

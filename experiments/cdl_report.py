@@ -443,9 +443,10 @@ def report(results: Path = RESULTS, earlier: Path | None = EARLIER) -> Path:
     arms, checks = arm_runs(results, earlier)
     exact_file = results / "exact_nfe.json"
     exact = json.loads(exact_file.read_text()) if exact_file.is_file() else None
-    limit_file = EARLIER.parent / "exact_limit.json"
-    nan = float("nan")
-    limit = json.loads(limit_file.read_text())["metrics"] if limit_file.is_file() else {}
+    # The exact denoiser's scores sit beside the earlier report's jobs: none without `earlier`.
+    limit_file = earlier.parent / "exact_limit.json" if earlier else None
+    limit = json.loads(limit_file.read_text())["metrics"] if limit_file and limit_file.is_file() else {}
+    limit_of = lambda key: number(limit[key]) if key in limit else "not measured"  # noqa: E731
     (results / "plots").mkdir(parents=True, exist_ok=True)
     weights = plot_weights(arms, results / "plots" / "mmd_vs_weight.png")
     nfe_plot = plot_nfe(arms, exact, results / "plots" / "mmd_vs_nfe.png")
@@ -472,8 +473,8 @@ def report(results: Path = RESULTS, earlier: Path | None = EARLIER) -> Path:
         "",
         *paired_table(arms),
         "",
-        f"Exact denoiser (the limit): ParaDDPM {number(limit.get('eval/para_ddpm/mmd', nan))}, "
-        f"ParaDDIM {number(limit.get('eval/para_ddim/mmd', nan))} (MMD^2 is unbiased: it can be below 0). "
+        f"Exact denoiser (the limit): ParaDDPM {limit_of('eval/para_ddpm/mmd')}, "
+        f"ParaDDIM {limit_of('eval/para_ddim/mmd')} (MMD^2 is unbiased: it can be below 0). "
         "The authors (782k steps, one seed): "
         + ", ".join(f"`{a}` ParaDDPM {p}, ParaDDIM {d}" for a, (p, d) in PAPER.items())
         + ".",

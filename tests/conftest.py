@@ -30,6 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 import ctdm.config  # noqa: F401  (stores the config schema, `ctdm_schema`, in Hydra's ConfigStore)
+from ctdm.config_dir import CONFIG_DIR
 from ctdm.data import ToyDataModule, eight_gaussians
 from ctdm.losses import DenoisingMSE
 from ctdm.module import DiffusionModule
@@ -37,7 +38,7 @@ from ctdm.nets import ResidualMLP
 from ctdm.samplers import throughput
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = CONFIG_DIR  # the configs the ctdm under test reads (its conf/, or an installed package's copy)
 TESTS = ROOT / "tests"
 
 os.environ.setdefault("WANDB_MODE", "disabled")

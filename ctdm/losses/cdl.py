@@ -85,7 +85,7 @@ class ContrastiveDiffusionLoss(LossTerm):
         self,
         weight: float = 1.0,
         samples: int | str = "all",
-        points: int = 2,
+        points: int = 16,  # conf/loss/_cdl.yaml: 2 points at weight 1 hurt both bases (the sweep)
         zeta: ZetaDistribution | None = None,
         share_draws: bool = True,
         every_n_steps: int = 1,

@@ -125,7 +125,7 @@ CASES = [
     (
         "multirun with a re-launching strategy",
         ["-m", "trainer=ddp_cpu"],
-        ["trainer.strategy='ddp'", "multirun", "trainer=default", "without -m", "submitit"],
+        ["trainer.strategy='ddp'", "multirun", "trainer=default", "without -m", "hydra/launcher=slurm"],
     ),
     ("misspelt optimized_metric", ["optimized_metric=val/los"], ["val/los", "available", "val/loss"]),
     # Settings the objects built from the config check before fit, named by their key

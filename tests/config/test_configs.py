@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import CONF, requires_gpu
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 
 from ctdm.build import build_module
 from ctdm.data import fake
@@ -50,6 +50,28 @@ PRETRAINED = {
 }
 
 
+def assert_optimizer_as_configured(model, model_cfg) -> None:
+    """configure_optimizers builds the configured optimizer class over every parameter at the configured
+    learning rate, and the configured schedule (class and each of its arguments), stepped per step."""
+    configured = model.configure_optimizers()
+    scheduler_cfg = model_cfg.get("lr_scheduler")
+    if scheduler_cfg is None:  # e.g. model=pretrained_ddpm: a constant learning rate, no scheduler
+        optimizer, scheduler = configured, None
+    else:
+        optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+        assert configured["lr_scheduler"]["interval"] == "step"
+    assert type(optimizer) is get_object(model_cfg.optimizer._target_)
+    assert optimizer.defaults["lr"] == model_cfg.optimizer.lr  # (a warm-up lowers the groups' lr at once)
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert trained == {id(p) for p in model.parameters()}
+    if scheduler_cfg is None:
+        return
+    assert type(scheduler) is get_object(scheduler_cfg._target_)
+    assert scheduler.base_lrs == [model_cfg.optimizer.lr]
+    arguments = {k: v for k, v in scheduler_cfg.items() if not k.startswith("_")}
+    assert arguments and {k: getattr(scheduler, k) for k in arguments} == arguments
+
+
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
     override = [] if group == "hydra" else [f"{group}={option}"]
@@ -76,8 +98,7 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
         model = build_module(cfg)
         z, a = torch.randn(5, *cfg.data.shape), torch.linspace(-10, 10, 5)
         assert model.eps(z, a).shape == z.shape
-        opt = model.configure_optimizers()
-        assert opt is not None
+        assert_optimizer_as_configured(model, cfg.model)
     elif group == "loss":
         terms = instantiate(cfg.loss, _convert_="all")
         law = eight_gaussians()

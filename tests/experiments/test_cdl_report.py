@@ -137,3 +137,23 @@ def test_checkpoints_rescored_with_other_noise_are_compared_paired(tmp_path):
     assert (
         cells[3].startswith("-0.0002 ± ") and cells[4] == "+0 ± 0 (2)" and cells[5].startswith("-0.0001 ± ")
     )
+
+
+def test_the_exact_limit_is_read_beside_the_earlier_argument_and_not_without_it(tmp_path):
+    """The limit line comes from `earlier`'s folder (here a made-up limit), never from the committed
+    experiments/results/paper_dino/exact_limit.json; no `earlier`: no limit."""
+    results, earlier = tmp_path / "results", tmp_path / "paper_dino" / "authors"
+    write_job(results / "itd" / "seed0", "itd", 0, 0.002)
+    earlier.mkdir(parents=True)
+    limit = {"metrics": {"eval/para_ddpm/mmd": 0.0123, "eval/para_ddim/mmd": 0.0456}}
+    (earlier.parent / "exact_limit.json").write_text(json.dumps(limit))
+
+    def limit_line(report):
+        return next(line for line in report.read_text().splitlines() if line.startswith("Exact denoiser"))
+
+    assert limit_line(cdl_report.report(results, earlier)).startswith(
+        "Exact denoiser (the limit): ParaDDPM 0.0123, ParaDDIM 0.0456 "
+    )
+    assert limit_line(cdl_report.report(results, None)).startswith(
+        "Exact denoiser (the limit): ParaDDPM not measured, ParaDDIM not measured "
+    )

@@ -1,16 +1,15 @@
 """conf/eval/fid composes, each extractor option builds, and the weights path reaches InceptionV3."""
 
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
+from ctdm.config_dir import CONFIG_DIR
 from ctdm.metrics import ImageMetrics
 from ctdm.metrics.features import fid_helper_torchscript
 
-FID_CONF = Path(__file__).resolve().parents[2] / "conf" / "eval" / "fid"
+FID_CONF = CONFIG_DIR / "eval" / "fid"
 
 
 def fid_config(overrides=()):
