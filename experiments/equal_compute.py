@@ -60,7 +60,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from ctdm.config_dir import CONFIG_DIR
+
 PRESETS = ("paper_dino", "paper_1d")
 BASE_LOSSES = {"itd": ["loss=itd"], "mse_sum": ["loss=mse_sum"]}
 # The CDL term on a base: ITD + CDL (loss=itd_cdl), or the authors' summed MSE + CDL.
@@ -108,7 +109,7 @@ def compose_run(preset: str, overrides: list[str]):
 
     import ctdm.config  # noqa: F401  (the schema conf/config.yaml composes on)
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=[f"experiment={preset}", *overrides])
 
 
