@@ -61,8 +61,17 @@ def stored_group_choices(argv: list[str]) -> list[str]:
     return [
         f"{group}={choice}"
         for group, choice in (choices or {}).items()
-        if group.split("/")[0] in FROM_CHECKPOINT and group not in given and isinstance(choice, str)
+        if group.split("/")[0] in FROM_CHECKPOINT
+        and group not in given
+        and isinstance(choice, str)
+        and not _derived(group)
     ]
+
+
+def _derived(group: str) -> bool:
+    """A private nested group (`loss/_data@loss.cdl`, chosen by `${data}` inside conf/loss/_cdl.yaml): its
+    choice follows from the groups that are re-chosen, so it is not put on the command line."""
+    return any(part.startswith("_") for part in group.split("@")[0].split("/"))
 
 
 def evaluation_config(
