@@ -202,9 +202,15 @@ def main(argv=None) -> list[tuple[str, int, float]]:
     print(
         f"{len(todo)} jobs to run ({len(arms) * len(seeds) - len(todo)} already done) into {out}", flush=True
     )
+    return run_pool([(run_job, arm, seed, out, extra) for arm, seed in todo], args.jobs)
+
+
+def run_pool(calls: list[tuple], jobs: int) -> list[tuple[str, int, float]]:
+    """Each call `(fn, *args)` (fn returns (name, exit code, seconds)), `jobs` at a time, printing each
+    outcome as it ends; the outcomes in the order they ended."""
     done = []
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_job, arm, seed, out, extra) for arm, seed in todo]
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(fn, *fn_args) for fn, *fn_args in calls]
         for future in as_completed(futures):
             name, code, seconds = future.result()
             print(

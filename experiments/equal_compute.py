@@ -56,11 +56,11 @@ import subprocess
 import sys
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctdm.config_dir import CONFIG_DIR
+from experiments.cdl_sweep import run_pool
 
 PRESETS = ("paper_dino", "paper_1d")
 BASE_LOSSES = {"itd": ["loss=itd"], "mse_sum": ["loss=mse_sum"]}
@@ -631,17 +631,7 @@ def main(argv=None) -> list[tuple[str, int, float]]:
     print_plan(jobs, todo, args.preset, args.jobs)
     if args.dry_run:
         return []
-    done = []
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_job, job, args.preset, extra) for job in todo]
-        for future in as_completed(futures):
-            name, code, seconds = future.result()
-            print(
-                f"{name}: {'ok' if code == 0 else f'failed (exit {code})'} in {seconds / 60:.1f} min",
-                flush=True,
-            )
-            done.append((name, code, seconds))
-    return done
+    return run_pool([(run_job, job, args.preset, extra) for job in todo], args.jobs)
 
 
 if __name__ == "__main__":
