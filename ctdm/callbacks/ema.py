@@ -34,7 +34,7 @@ class EMA(WeightAveraging):
     Buffers are not averaged (ctdm's are constants: data variances, Fourier frequencies).
     """
 
-    def __init__(self, decay: float = 0.999, every_n_steps: int = 1, warmup: bool = True, device=None):
+    def __init__(self, decay: float = 0.9999, every_n_steps: int = 1, warmup: bool = True, device=None):
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
             raise ValueError(f"callbacks.ema.decay must be a number in (0, 1), got {decay!r}.")
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:

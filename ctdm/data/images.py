@@ -254,9 +254,10 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         root: str = "data",
         download: bool = False,
         check_integrity: bool = True,
+        hflip: bool = True,  # CIFAR-10's standard augmentation (DDPM's), as data=cifar10 sets
         **kwargs,
     ):
-        super().__init__(shape, root, download, **kwargs)
+        super().__init__(shape, root, download, hflip=hflip, **kwargs)
         self.check_integrity = check_integrity
 
     def _dataset(self, train: bool):
