@@ -62,7 +62,7 @@ from pathlib import Path
 from ctdm.config_dir import CONFIG_DIR
 from experiments.cdl_sweep import run_pool
 
-PRESETS = ("paper_dino", "paper_1d")
+PRESETS = ("paper_dino", "paper_1d", "digits")
 BASE_LOSSES = {"itd": ["loss=itd"], "mse_sum": ["loss=mse_sum"]}
 # The CDL term on a base: ITD + CDL (loss=itd_cdl), or the authors' summed MSE + CDL.
 WITH_CDL = {"itd": ["loss=itd_cdl"], "mse_sum": ["loss=mse_cdl", "loss.mse.reduction=sum"]}
@@ -74,6 +74,9 @@ CDL_SETTINGS = {
     **{f"cdl_k{k}": [*SIXTEEN, f"loss.cdl.every_n_steps={k}"] for k in (4, 8, 16)},
 }
 SCRATCH_ARMS = [*BASE_LOSSES, *(f"itd_{s}" for s in CDL_SETTINGS)]
+# The image setting of loss.cdl (conf/loss/_data/_image.yaml, 4 items x 16 points): an arm of the digits
+# preset (--preset digits --arms itd,itd_cdl_s4), not of the 2-D stages' default lists.
+CDL_SETTINGS["cdl_s4"] = [*SIXTEEN, "loss.cdl.samples=4"]
 FINETUNE_ARMS = {
     "itd": ["itd", "itd_cdl", "itd_cdl_p2_w0.01", "itd_cdl_s8", "itd_cdl_k8"],
     "mse_sum": ["mse_sum", "mse_sum_cdl", "mse_sum_cdl_p2_w0.01", "mse_sum_cdl_s8", "mse_sum_cdl_k8"],
@@ -82,7 +85,10 @@ BUDGETS = (200.0, 800.0, 3200.0)
 REUSE_TOLERANCE = 0.25  # a saved base-run step serves a budget when within 25% of its calibrated steps
 # Predicted minutes of one scoring of a point (1000-step DDPM + ParaDDPM + ParaDDIM on the preset's
 # samples, one thread) and of a fine-tune's few-step samplers: for --dry-run's hours only (rough).
-EVALUATION_MINUTES = {"paper_dino": 3.0, "paper_1d": 4.0}
+EVALUATION_MINUTES = {"paper_dino": 3.0, "paper_1d": 4.0, "digits": 25.0}
+# The few-step samplers of a fine-tune, scored by MMD on the 2-D presets (stage nfe); the image preset's
+# own evaluation already has DDIM-25/50 beside DDPM, by FID and KID.
+NFE_PRESETS = ("paper_dino", "paper_1d")
 NFE_MINUTES = 3.0
 
 
@@ -453,7 +459,7 @@ def finetune_jobs(args, calibration: dict, out: Path) -> list[Job]:
                     train,
                     [Point(folder, args.finetune_seconds, base_step + steps)],
                     record,
-                    nfe=True,
+                    nfe=args.preset in NFE_PRESETS,
                     predicted_seconds=steps * sps,
                 )
             )
