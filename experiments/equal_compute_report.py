@@ -30,7 +30,8 @@ from ctdm.compare import Run, finite, markdown_table, number, paired_difference,
 from experiments.cdl_report import KEEP
 
 RESULTS = Path(__file__).parent / "results"
-METRICS = ("eval/para_ddpm/mmd", "eval/ddpm/mmd")
+METRICS = ("eval/para_ddpm/mmd", "eval/ddpm/mmd")  # 2-D presets; image presets: metrics_of
+SAMPLER_LABELS = {"ddpm": "DDPM", "para_ddpm": "ParaDDPM", "ddim25": "DDIM-25", "ddim50": "DDIM-50"}
 LIGHT = (*KEEP, "budget.json", "metrics.json")
 BASELINE = "itd"
 
@@ -150,21 +151,37 @@ def _cost_cells(points: list[Point]) -> list[str]:
     ]
 
 
-def _metric_cells(points: list[Point], base: list[Point] | None) -> list[str]:
+def metrics_of(points: list[Point]) -> tuple[str, ...]:
+    """The quality metrics of the tables: MMD of ParaDDPM and DDPM (2-D), or on image data FID then KID
+    of every sampler the runs scored (experiment=digits: DDPM, ParaDDPM, DDIM-25/50)."""
+    keys = {k for p in points for k in p.run.metrics}
+    image = [f"eval/{s}/{q}" for q in ("fid", "kid") for s in SAMPLER_LABELS if f"eval/{s}/{q}" in keys]
+    return tuple(image) or METRICS
+
+
+def header(metrics: tuple[str, ...]) -> list[str]:
     cells = []
-    for metric in METRICS:
+    for metric in metrics:
+        _, sampler, quantity = metric.split("/")
+        label = SAMPLER_LABELS.get(sampler, sampler)
+        q = "" if quantity == "mmd" else f" {quantity.upper()}"
+        cells += [f"{label} {quantity.upper()}", f"Δ {label}{q} (pairs)"]
+    return [*cells, "val/nll", "val/cdl_acc"]
+
+
+def _metric_cells(points: list[Point], base: list[Point] | None, metrics: tuple[str, ...]) -> list[str]:
+    cells = []
+    for metric in metrics:
         cells.append(mean_se(p.run.metrics.get(metric) for p in points))
         cells.append(paired_difference(_by_seed(points, metric), _by_seed(base, metric)) if base else "-")
     return cells + [mean_se(p.run.metrics.get(m) for p in points) for m in ("val/nll", "val/cdl_acc")]
-
-
-HEADER = ["ParaDDPM MMD", "Δ ParaDDPM (pairs)", "DDPM MMD", "Δ DDPM (pairs)", "val/nll", "val/cdl_acc"]
 
 
 def scratch_table(points: list[Point], recipe: str) -> list[str]:
     """Per budget, every arm: cost, MMD mean ± se over seeds and its paired difference from `itd` at that
     budget and seed."""
     mine = [p for p in points if p.recipe == recipe]
+    metrics = metrics_of(mine)
     lines = []
     for budget in sorted({p.budget for p in mine}):
         at = [p for p in mine if p.budget == budget]
@@ -175,16 +192,22 @@ def scratch_table(points: list[Point], recipe: str) -> list[str]:
             group = [p for p in at if p.arm == arm]
             steps = "/".join(str(s) for s in sorted({p.steps for p in group}))
             rows.append(
-                [arm, steps, *_cost_cells(group), *_metric_cells(group, base if arm != BASELINE else None)]
+                [
+                    arm,
+                    steps,
+                    *_cost_cells(group),
+                    *_metric_cells(group, base if arm != BASELINE else None, metrics),
+                ]
             )
         lines += [f"\n**{budget:g} s of training**\n"]
-        lines += markdown_table(["arm", "steps", "training s", "rows (M)", *HEADER], rows)
+        lines += markdown_table(["arm", "steps", "training s", "rows (M)", *header(metrics)], rows)
     return lines
 
 
 def finetune_table(points: list[Point]) -> list[str]:
     lines = []
     mine = [p for p in points if p.recipe == "finetune"]
+    metrics = metrics_of(mine)
     for base_name in sorted({p.run.folder.parents[1].name for p in mine}):
         group = [p for p in mine if p.run.folder.parents[1].name == base_name]
         base_arm = group[0].record["base_arm"]
@@ -194,14 +217,19 @@ def finetune_table(points: list[Point]) -> list[str]:
             g = [p for p in group if p.arm == arm]
             steps = "/".join(str(s) for s in sorted({p.steps for p in g}))
             rows.append(
-                [arm, steps, *_cost_cells(g), *_metric_cells(g, continued if arm != base_arm else None)]
+                [
+                    arm,
+                    steps,
+                    *_cost_cells(g),
+                    *_metric_cells(g, continued if arm != base_arm else None, metrics),
+                ]
             )
         first = group[0].record
         lines += [
             f"\n**Base `{base_name}`** ({first['base_arm']} at step {first['base_step']}; each arm "
             f"{first['budget_seconds']:g} s of fine-tuning; Δ against `{base_arm}` continued)\n"
         ]
-        lines += markdown_table(["arm", "fine-tune steps", "training s", "rows (M)", *HEADER], rows)
+        lines += markdown_table(["arm", "fine-tune steps", "training s", "rows (M)", *header(metrics)], rows)
         lines += nfe_table(group, base_arm)
     return lines
 
@@ -279,6 +307,14 @@ def limits(root: Path, preset: str) -> list[str]:
     from experiments.report import PAPER
 
     lines = []
+    floor = root / "fid_floor.json"  # experiments.image_floor: held-out images against the training set
+    if floor.is_file():
+        f = json.loads(floor.read_text())
+        lines.append(
+            f"- Floor ({floor.relative_to(root)}): the {f['num_samples']} held-out images against the "
+            f"training set score FID {number(f['fid'])}, KID {number(f['kid'])} ± {number(f['kid_std'])} "
+            "(FID is biased up at this count; KID is not)."
+        )
     exact = RESULTS / preset / "exact_limit.json"
     if exact.is_file():
         m = json.loads(exact.read_text())["metrics"]
@@ -324,8 +360,13 @@ def report(root: Path) -> Path:
         f"# CDL at equal compute: {preset}",
         "",
         "Rebuilt by `python -m experiments.equal_compute_report "
-        f"{root}` from the folders under it ({len(points)} scored points). MMD^2 in the paper's units, mean "
-        "± standard error (seeds); Δ: the paired difference from `itd` at the same budget and seed "
+        f"{root}` from the folders under it ({len(points)} scored points). "
+        + (
+            "FID and KID (the standard Inception features), "
+            if metrics_of(points)[0].endswith(("/fid", "/kid"))
+            else "MMD^2 in the paper's units, "
+        )
+        + "mean ± standard error (seeds); Δ: the paired difference from `itd` at the same budget and seed "
         "(fine-tuning: from the base loss continued), mean ± se (pairs). Training seconds: measured by "
         "the run, or * steps x the calibrated seconds per step. Rows: network rows forward + backward.",
         "",

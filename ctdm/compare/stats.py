@@ -13,7 +13,7 @@ def finite(values: Iterable) -> list[float]:
 
 def number(x: float, digits: int = 3) -> str:
     """`digits` significant digits, without an exponent from 10^digits up (12000, not 1.2e+04)."""
-    if abs(x) < 10**digits:
+    if not math.isfinite(x) or abs(x) < 10**digits:  # nan: a cell with nothing to show
         return f"{x:.{digits}g}"
     return f"{round(x, digits - 1 - math.floor(math.log10(abs(x)))):.0f}"
 

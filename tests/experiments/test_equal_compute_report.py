@@ -107,3 +107,29 @@ def test_report_pairs_by_budget_and_seed_and_rebuilds_from_collected_files(tmp_p
     assert _exact(heun.split("; ")[1].rstrip(" |"), -0.008)
     assert (results / "plots" / "mmd_vs_seconds_const.png").is_file()
     assert (results / "plots" / "mmd_vs_rows_const.png").is_file()
+
+
+def test_an_image_study_is_reported_by_fid_and_kid_of_every_sampler_with_the_floor(tmp_path):
+    # experiment=digits scores FID/KID, no MMD: the columns follow the samplers the runs scored
+    root = tmp_path / "digits"
+    gain = {"itd": 0.0, "itd_cdl_s4": -1.5}
+    for arm in gain:
+        for seed in SEEDS:
+            folder = root / "finetune" / "itd_seed0" / arm / f"seed{seed}"
+            fid = 20.0 + 10 * SEED_EFFECT[seed] + gain[arm]
+            metrics = {"eval/ddim25/fid": fid, "eval/ddim50/fid": fid - 1, "eval/ddim25/kid": fid / 1000}
+            write_run(folder, ["seed=0"], {**metrics, "val/nll": 1.0}, step=5100, evaluation=False)
+            record = {"arm": arm, "seed": seed, "recipe": "finetune", "stage": "finetune", "preset": "digits"}
+            record |= {"budget_seconds": 150, "base_arm": "itd", "base_step": 5000, "finetune_steps": 100}
+            (folder / "budget.json").write_text(json.dumps({**record, "steps": 5100}))
+    (root / "fid_floor.json").write_text(
+        json.dumps({"fid": 3.2, "kid": 0.0004, "kid_std": 0.0001, "num_samples": 297})
+    )
+    lines = ecr.report(root).read_text().splitlines()
+    head = next(line for line in lines if line.startswith("| arm | fine-tune steps"))
+    assert "DDIM-25 FID | Δ DDIM-25 FID (pairs) | DDIM-50 FID" in head and "DDIM-25 KID" in head
+    assert "MMD" not in head and "DDPM" not in head.replace("DDIM", "")
+    row = _row(lines, "itd_cdl_s4", "## Fine-tuning a converged base at equal training time")
+    assert _exact(row[5], -1.5) and _exact(row[7], -1.5) and _exact(row[9], -0.0015)
+    assert any("297 held-out images" in line and "FID 3.2" in line for line in lines)
+    assert any(line.startswith("Rebuilt") and "FID and KID" in line for line in lines)
