@@ -32,7 +32,10 @@ from experiments.cdl_report import KEEP
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("eval/para_ddpm/mmd", "eval/ddpm/mmd")  # 2-D presets; image presets: metrics_of
 SAMPLER_LABELS = {"ddpm": "DDPM", "para_ddpm": "ParaDDPM", "ddim25": "DDIM-25", "ddim50": "DDIM-50"}
-LIGHT = (*KEEP, "budget.json", "metrics.json")
+# ctdm.evaluate runs of a point's checkpoint with more samplers than its own evaluation had (e.g. 1000-step
+# DDPM on the digits fine-tunes): <point>/rescored/<name>/metrics.json, merged into the point's metrics.
+RESCORED = "rescored"
+LIGHT = (*KEEP, "budget.json", "metrics.json", f"{RESCORED}/*/metrics.json", f"{RESCORED}/*/.hydra/*.yaml")
 BASELINE = "itd"
 
 
@@ -97,6 +100,9 @@ def read_points(root: Path) -> list[Point]:
         run = read_run(path.parent)
         if run is None:
             continue
+        for extra in sorted((path.parent / RESCORED).glob("*/metrics.json")):
+            scores = json.loads(extra.read_text())
+            run.metrics.update({k: v for k, v in scores.items() if k.startswith("eval/")})
         record = json.loads(path.read_text())
         seconds, rows, measured, steps = cost(run, record, calibration)
         points.append(

@@ -122,14 +122,19 @@ def test_an_image_study_is_reported_by_fid_and_kid_of_every_sampler_with_the_flo
             record = {"arm": arm, "seed": seed, "recipe": "finetune", "stage": "finetune", "preset": "digits"}
             record |= {"budget_seconds": 150, "base_arm": "itd", "base_step": 5000, "finetune_steps": 100}
             (folder / "budget.json").write_text(json.dumps({**record, "steps": 5100}))
+            # 1000-step DDPM scored later by ctdm.evaluate into rescored/: merged into the point's metrics
+            (folder / "rescored" / "ddpm").mkdir(parents=True)
+            ddpm = {"eval/ddpm/fid": fid + 5, "train/seconds": 1.0}  # only its eval/ keys are taken
+            (folder / "rescored" / "ddpm" / "metrics.json").write_text(json.dumps(ddpm))
     (root / "fid_floor.json").write_text(
         json.dumps({"fid": 3.2, "kid": 0.0004, "kid_std": 0.0001, "num_samples": 297})
     )
     lines = ecr.report(root).read_text().splitlines()
     head = next(line for line in lines if line.startswith("| arm | fine-tune steps"))
-    assert "DDIM-25 FID | Δ DDIM-25 FID (pairs) | DDIM-50 FID" in head and "DDIM-25 KID" in head
-    assert "MMD" not in head and "DDPM" not in head.replace("DDIM", "")
+    assert "| DDPM FID | Δ DDPM FID (pairs) | DDIM-25 FID | Δ DDIM-25 FID (pairs) | DDIM-50 FID" in head
+    assert "DDIM-25 KID" in head and "MMD" not in head and "ParaDDPM" not in head
     row = _row(lines, "itd_cdl_s4", "## Fine-tuning a converged base at equal training time")
-    assert _exact(row[5], -1.5) and _exact(row[7], -1.5) and _exact(row[9], -0.0015)
+    assert _exact(row[5], -1.5) and _exact(row[7], -1.5) and _exact(row[9], -1.5) and _exact(row[11], -0.0015)
+    assert row[4] == "23.6 ± 0.088 (3)"  # DDPM FID of the CDL arm: 25 - 1.5 + 10 x the mean seed effect
     assert any("297 held-out images" in line and "FID 3.2" in line for line in lines)
     assert any(line.startswith("Rebuilt") and "FID and KID" in line for line in lines)
