@@ -27,8 +27,8 @@ FINETUNE_BASE = {
 
 
 def test_the_paper_presets_hold_the_authors_settings(make_cfg):
-    """The authors' settings (docs/DESIGN, README "Reproducing the paper") as the presets compose them:
-    a preset is a diff on the defaults, so a changed default that moves one of these fails here."""
+    """The authors' settings (docs/DESIGN, docs/results.md "Reproducing the paper") as the presets compose
+    them: a preset is a diff on the defaults, so a changed default that moves one of these fails here."""
     assert {"paper_dino", "paper_1d", "eight_gaussians", "digits", "cifar10_gpu"} <= set(PRESETS)
     dino = make_cfg(["experiment=paper_dino"])
     assert dino.data._target_ == "ctdm.data.DinoDataModule" and dino.data.jitter == 0.15
