@@ -1,5 +1,5 @@
 """Evaluation results as plain records: what each sampler drew, scored and cost, and the flat
-`eval/<sampler>/<metric>` names they are logged under (docs/DESIGN's conventions)."""
+`eval/<sampler>/<metric>` names they are logged under."""
 
 from dataclasses import dataclass, field
 from pathlib import Path

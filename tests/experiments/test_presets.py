@@ -27,7 +27,7 @@ FINETUNE_BASE = {
 
 
 def test_the_paper_presets_hold_the_authors_settings(make_cfg):
-    """The authors' settings (docs/DESIGN, docs/results.md "Reproducing the paper") as the presets compose
+    """The authors' settings (docs/results.md, "Reproducing the paper") as the presets compose
     them: a preset is a diff on the defaults, so a changed default that moves one of these fails here."""
     assert {"paper_dino", "paper_1d", "eight_gaussians", "digits", "cifar10_gpu"} <= set(PRESETS)
     dino = make_cfg(["experiment=paper_dino"])
