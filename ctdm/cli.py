@@ -26,6 +26,14 @@ def preflight(cfg: DictConfig) -> None:
     its own when built; torch only), and the files the run will read (`check_files`)."""
     check_config(cfg)  # no torch needed for these two
     check_files(cfg)
+    for group, nodes in (("loss", cfg.get("loss") or {}), ("eval.samplers", cfg.eval.get("samplers") or {})):
+        for name, node in nodes.items():
+            if "_target_" not in node:  # keys a preset set for a term or sampler this command left out
+                raise ValueError(
+                    f"{group}.{name} has no _target_ (only {sorted(node)}): a preset sets keys of a "
+                    f"{'loss term' if group == 'loss' else 'sampler'} that this command did not select. "
+                    f"Select it, or drop the node with '~{group}.{name}'."
+                )
     instantiate(cfg.loss, _convert_="all")
     for node in (cfg.eval.get("samplers") or {}).values():
         instantiate(node)

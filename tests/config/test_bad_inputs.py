@@ -227,6 +227,11 @@ CASES = [
     ("zero evaluation batch", ["eval.batch_size=0"], ["eval.batch_size", ">= 1"]),
     ("KID keeping one sample", ["data=digits", "eval.fid.kid_max_samples=1"], ["eval.fid.kid_max_samples"]),
     ("unknown FID extractor", ["data=digits", "eval.fid.extractor=nope"], ["eval.fid.extractor", "'nope'"]),
+    (
+        "a preset's keys for a sampler left out",  # experiment=digits sets para_ddpm's window
+        ["experiment=digits", "eval/samplers=[ddpm]", "debug=smoke"],
+        ["eval.samplers.para_ddpm has no _target_", "'~eval.samplers.para_ddpm'"],
+    ),
 ]
 
 # The same checks through `python -m ctdm.evaluate` ({ckpt}: a real run's last.ckpt).

@@ -175,7 +175,11 @@ def test_image_data_takes_a_cdl_setting_a_24_gb_card_runs_at_about_twice_the_bas
     for data in ("digits", "mnist", "cifar10", "image_folder"):
         assert (cdl(f"data={data}").samples, cdl(f"data={data}").points) == (4, 16), data
     assert make_cfg(["loss=itd_cdl_paper", "data=cifar10"]).loss.cdl.samples == 2  # the authors' own
-    assert make_cfg(["experiment=digits"]).loss.cdl.samples == "all"  # the preset keeps its arms
+    # experiment=digits sets no loss.cdl key (it would be a stray node under loss=itd): the image setting
+    assert (
+        make_cfg(["experiment=digits"]).loss.cdl.samples,
+        make_cfg(["experiment=digits"]).loss.cdl.points,
+    ) == (4, 16)
     cfg = make_cfg(["loss=contrastive", "data=cifar10"])
     terms = instantiate(cfg.loss, _convert_="all")
     net = instantiate(cfg.model.net)  # the CIFAR UNet, 35.7M
