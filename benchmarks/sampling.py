@@ -302,8 +302,9 @@ def _window(option: str):
 
 def wallclock(args):
     """Sequential DDPM against ParaDDPM on trained models: wall clock, passes, NFE and MMD side by side."""
+    from ctdm.samplers.memory import default_memory_budget
     from ctdm.samplers.parallel import bookkeeping_seconds
-    from ctdm.samplers.throughput import call_times, default_memory_budget
+    from ctdm.samplers.timing import call_times
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -386,7 +387,8 @@ PER_EVALUATION_MODELS = {
 
 def per_evaluation(args):
     """ParaDDPM's cost per network evaluation against sequential DDPM's, both models in one run."""
-    from ctdm.samplers.throughput import call_times, default_memory_budget
+    from ctdm.samplers.memory import default_memory_budget
+    from ctdm.samplers.timing import call_times
 
     if args.threads:
         torch.set_num_threads(args.threads)

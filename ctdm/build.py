@@ -165,7 +165,7 @@ def check_step_memory(cfg: DictConfig, run: Run) -> None:
 
     from ctdm.evaluation.budget import available_bytes
     from ctdm.losses import memory
-    from ctdm.samplers.throughput import default_memory_budget
+    from ctdm.samplers.memory import default_memory_budget
 
     module, trainer = run.module, run.trainer
     run.datamodule.setup("fit")

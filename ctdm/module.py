@@ -1,19 +1,20 @@
-"""DiffusionModule: the LightningModule that holds the parameterised network and the weighted loss terms."""
+"""DiffusionModule: the LightningModule that holds the parameterised network and the weighted loss terms.
 
-import math
-import time
+The Lightning glue only: what a step computes is ctdm.objective's (the weighted terms, the validation
+metrics, the non-finite guard) and what it costs ctdm.training_cost's, both plain Python.
+"""
+
 from collections.abc import Callable, Mapping
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
-from ctdm.diffusion import EpsPrediction, LikelihoodSettings, Parameterization, Reference, nll
-from ctdm.losses import ContrastiveDiffusionLoss, LossTerm, check_weights
-from ctdm.losses.memory import AutoChunk, bytes_per_row
-from ctdm.training_cost import CHECKPOINT_KEY, CountedEps, TrainingCost
+from ctdm.diffusion import EpsPrediction, LikelihoodSettings, Parameterization, Reference
+from ctdm.losses import LossTerm
+from ctdm.objective import NonFiniteGuard, Objective, step_seed
+from ctdm.training_cost import CHECKPOINT_KEY, CountedEps, StepClock, TrainingCost
 
 
 class DiffusionModule(L.LightningModule):
@@ -54,52 +55,38 @@ class DiffusionModule(L.LightningModule):
         channels_last: bool = False,
     ):
         super().__init__()
-        check_weights(loss)
-        if isinstance(max_skipped_fraction, bool) or not (
-            isinstance(max_skipped_fraction, (int, float)) and 0 <= max_skipped_fraction <= 1
-        ):
-            raise ValueError(
-                f"max_skipped_fraction must be a number in [0, 1], got {max_skipped_fraction!r}."
-            )
-        if not isinstance(compile, (bool, Mapping)) or not isinstance(channels_last, bool):
-            raise ValueError(
-                f"model.compile={compile!r}, model.channels_last={channels_last!r}: compile is true, false "
-                "or a mapping of torch.compile arguments (e.g. {mode: max-autotune}); channels_last is true "
-                "or false."
-            )
-        if channels_last:  # only 4-D weights change layout; convolutions then run and answer in NHWC
-            net.to(memory_format=torch.channels_last)
-        if compile:  # in place (nn.Module.compile): the state dict keeps its names, no `_orig_mod.`
-            net.compile(**(compile if isinstance(compile, Mapping) else {}))
-        self.parameterization = parameterization(net)
-        self.loss_terms = dict(loss)
+        self.loss = Objective(loss, likelihood)  # the terms and the validation metrics, Lightning-free
+        self.nonfinite = NonFiniteGuard(skip_nonfinite, max_skipped_fraction)
+        self.parameterization = parameterization(prepared_net(net, compile, channels_last))
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
-        self.likelihood = likelihood_settings(likelihood)
         self.val_seed = val_seed
         self.register_buffer("data_var", torch.empty(0))
-        # Validation always reports the noise classifier on every held-out sample with val_points
-        # points, so val/cdl_acc compares across runs; zeta follows the CDL term if there is one.
-        cdl = next((t for t in self.loss_terms.values() if isinstance(t, ContrastiveDiffusionLoss)), None)
-        zeta = cdl.zeta if cdl is not None else None
-        self.val_cdl = ContrastiveDiffusionLoss(weight=0.0, points=self.likelihood.val_points, zeta=zeta)
-        self._planned = None  # (device, shape) the auto chunks were planned for
-        self.val_chunk = AutoChunk()  # val/nll's B x val_points rows, in calls that fit (as val_cdl's)
         self.run_config: dict | None = None  # the composed config, stored in checkpoints by train.py
         self.run_choices: dict | None = None  # and the config-group choices that composed it
         self.run_identity: dict | None = None  # and its tracker identity (ctdm.tracking.run_identity)
         # Training noise of step s on rank r is drawn from step_seed(noise_seed, s, r) (train.py sets
         # the run's seed), so a resumed run draws exactly what a straight run would.
         self.noise_seed = 0
-        self.skip_nonfinite = skip_nonfinite
-        self.max_skipped_fraction = max_skipped_fraction
-        self.skipped_steps = 0  # steps skipped for a non-finite loss (skip_nonfinite), in checkpoints
         self.cost_base, self.cost_this_run = TrainingCost(), TrainingCost()
-        self._clock: float | None = None  # perf_counter() at the start of the timed part of a batch
+        self.clock = StepClock()
 
     @property
     def net(self) -> nn.Module:
         return self.parameterization.net
+
+    @property
+    def loss_terms(self) -> dict[str, LossTerm]:
+        return self.loss.terms
+
+    @property
+    def likelihood(self) -> LikelihoodSettings:
+        return self.loss.likelihood
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped for a non-finite loss (model.skip_nonfinite), kept in checkpoints."""
+        return self.nonfinite.skipped
 
     def eps(self, z: Tensor, logsnr: Tensor) -> Tensor:
         """Noise prediction eps_hat(z, a) for z [N, *shape] and continuous log-SNR levels [N]."""
@@ -121,7 +108,7 @@ class DiffusionModule(L.LightningModule):
         if saved is not None:  # shape the buffer so the checkpoint's values load into it
             self.data_var = torch.empty_like(saved, device=self.device)
             self._reference = None
-        self.skipped_steps = checkpoint.get("ctdm_skipped_steps", 0)
+        self.nonfinite.skipped = checkpoint.get("ctdm_skipped_steps", 0)
         self.cost_base = TrainingCost.from_checkpoint(checkpoint)  # what the chain cost up to this step
 
     @property
@@ -142,22 +129,10 @@ class DiffusionModule(L.LightningModule):
 
     def plan_chunks(self) -> None:
         """Rows per network call for the terms with max_batch "auto" (and val/nll, val/cdl) on this
-        device, from this network's memory per row measured here (ctdm.losses.memory.AutoChunk)."""
-        key = (str(self.device), tuple(self.data_var.shape))
-        if getattr(self, "_planned", None) == key or self.data_var.numel() == 0:
-            return
-        shape = tuple(self.data_var.shape)
-        per_row = {
-            grad: bytes_per_row(self.parameterization.eps, shape, self.device, backward=grad)
-            for grad in (True, False)
-        }
-        for chunk in self._auto_chunks():
-            chunk.plan(per_row, self.device)
-        self._planned = key
-
-    def _auto_chunks(self) -> list[AutoChunk]:
-        terms = [*self.loss_terms.values(), self.val_cdl]
-        return [self.val_chunk, *(t.auto_chunk for t in terms if getattr(t, "max_batch", None) == "auto")]
+        device, from this network's memory per row measured here (Objective.plan_chunks): never through
+        the eps function a step hands the terms, which the cost counter wraps."""
+        if self.data_var.numel():
+            self.loss.plan_chunks(self.parameterization.eps, tuple(self.data_var.shape), self.device)
 
     # -- training -----------------------------------------------------------------------------
     @property
@@ -170,14 +145,7 @@ class DiffusionModule(L.LightningModule):
     ):
         """sum_k weight_k term_k(x) and every term's logs; terms not due at `step` are skipped. The terms
         query `eps_fn` (default: self.eps)."""
-        total, logs = x.new_zeros(()), {}
-        for term in self.loss_terms.values():
-            if step is not None and step % term.every_n_steps:
-                continue
-            value, term_logs = term(eps_fn or self.eps, x, generator, self.reference)
-            total = total + term.weight * value
-            logs.update(term_logs)
-        return total, logs
+        return self.loss(eps_fn or self.eps, x, generator, self.reference, step)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor | None:
         step = self.global_step
@@ -192,20 +160,12 @@ class DiffusionModule(L.LightningModule):
         means = torch.stack([loss.detach(), *logs.values()]).float()
         means = self.trainer.strategy.reduce(means, reduce_op="mean")
         total, terms = means[0], dict(zip(logs, means[1:], strict=True))
-        finite = bool(torch.isfinite(total))
-        if not finite:
-            if not self.skip_nonfinite:
-                raise NonFiniteLossError(step, total, terms)
-            self.skipped_steps += 1  # returning None skips backward and the optimizer's update
-            allowed = self.max_skipped_fraction * self.trainer.max_steps
-            if self.skipped_steps > allowed:  # the run can no longer end within its budget: stop now
-                raise TooManySkippedSteps(
-                    step, self.skipped_steps, self.max_skipped_fraction, self.trainer.max_steps
-                )
-        else:
+        # A skipped step returns None: no backward pass and no optimizer update.
+        finite = self.nonfinite.admits(step, total, terms, self.trainer.max_steps)
+        if finite:
             self.log("train/loss", total, prog_bar=True)
             self.log_dict({f"train/{k}": v for k, v in terms.items()})
-        if self.skip_nonfinite:
+        if self.nonfinite.skip:
             self.log("train/skipped_steps", float(self.skipped_steps))
         return loss if finite else None
 
@@ -213,26 +173,18 @@ class DiffusionModule(L.LightningModule):
     # pass and of its optimizer step; the callbacks' on_train_batch_end (checkpoints, sample evaluations)
     # and validation come after, untimed.
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        self._clock = time.perf_counter()
-
-    def _add_time(self) -> None:
-        if self._clock is not None:
-            if self.device.type == "cuda":  # the step's kernels finished, not only queued
-                torch.cuda.synchronize(self.device)
-            now = time.perf_counter()
-            self.cost_this_run.seconds += now - self._clock
-            self._clock = now
+        self.clock.start()
 
     def on_after_backward(self) -> None:
-        self._add_time()
+        self.cost_this_run.seconds += self.clock.lap(self.device)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
-        self._add_time()
+        self.cost_this_run.seconds += self.clock.lap(self.device)
         self.cost_this_run.steps += 1
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self._clock = None
+        self.clock.stop()
         cost = self.training_cost  # cumulative, so the last logged values are the chain's totals
         self.log_dict({k: v for k, v in cost.metrics().items() if k != "train/steps"})
 
@@ -241,16 +193,7 @@ class DiffusionModule(L.LightningModule):
         # DDP rank its own draws (its batch_idx counts its own share of the held-out data).
         seed = self.val_seed + batch_idx + (self.global_rank << 20)
         generator = torch.Generator(device=batch.device).manual_seed(seed)
-        loss, logs = self.objective(batch, generator)
-        logs.update(self.val_cdl(self.eps, batch, generator, self.reference)[1])
-        points = self.likelihood.val_points
-        chunk = self.val_chunk(len(batch) * points)
-        nats = nll(
-            self.eps, batch, self.reference, n_points=points, generator=generator, max_batch=chunk
-        ).mean()
-        logs["nll"] = nats
-        if batch.dim() == 4:  # 8-bit images scaled to [-1, 1]: bins of width 2/255 per dimension
-            logs["nll_bpd"] = (nats / batch[0].numel() + math.log(127.5)) / math.log(2)
+        loss, logs = self.loss.validation(self.eps, batch, generator, self.reference)
         self.log("val/loss", loss, sync_dist=True)
         self.log_dict({f"val/{k}": v for k, v in logs.items()}, sync_dist=True)
 
@@ -275,44 +218,16 @@ class DiffusionModule(L.LightningModule):
             checkpoint["ctdm_identity"] = self.run_identity
 
 
-def likelihood_settings(likelihood: LikelihoodSettings | Mapping | None) -> LikelihoodSettings:
-    """diffusion.likelihood as LikelihoodSettings; a mapping may set any of its fields, and no other key."""
-    if isinstance(likelihood, LikelihoodSettings):
-        return likelihood
-    allowed = sorted(LikelihoodSettings.__dataclass_fields__)
-    unknown = set(likelihood or {}) - set(allowed)
-    if unknown:
-        raise ValueError(f"Unknown diffusion.likelihood keys {sorted(unknown)}; allowed: {allowed}.")
-    return LikelihoodSettings(**(likelihood or {}))
-
-
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """A well-mixed seed for (run seed, global step, rank): the training noise of that step on that rank."""
-    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
-
-
-class TooManySkippedSteps(ValueError):
-    """More steps were skipped for a non-finite loss than model.max_skipped_fraction allows."""
-
-    def __init__(self, step: int, skipped: int, fraction: float, max_steps: int):
-        super().__init__(
-            f"model.max_skipped_fraction={fraction}: {skipped} of the steps up to step {step} had a "
-            f"non-finite loss and were skipped (model.skip_nonfinite=true), more than {fraction:g} x "
-            f"trainer.max_steps={max_steps} allows, so the run cannot give a trustworthy model. Lower the "
-            "learning rate (model.optimizer.lr), check the data for NaN or inf, or raise "
-            "model.max_skipped_fraction."
+def prepared_net(net: nn.Module, compile: bool | Mapping, channels_last: bool) -> nn.Module:
+    """`net` in channels-last layout and compiled, as model.channels_last and model.compile ask."""
+    if not isinstance(compile, (bool, Mapping)) or not isinstance(channels_last, bool):
+        raise ValueError(
+            f"model.compile={compile!r}, model.channels_last={channels_last!r}: compile is true, false "
+            "or a mapping of torch.compile arguments (e.g. {mode: max-autotune}); channels_last is true "
+            "or false."
         )
-
-
-class NonFiniteLossError(ValueError):
-    """The training loss became NaN or infinite; `step` and `terms` ({name: value}) say where."""
-
-    def __init__(self, step: int, loss: Tensor, logs: Mapping[str, Tensor]):
-        self.step = step
-        self.terms = {k: float(v) for k, v in logs.items() if not math.isfinite(float(v))}
-        named = ", ".join(f"{k} = {v}" for k, v in self.terms.items()) or "none of the logged terms"
-        super().__init__(
-            f"The training loss is not finite at step {step}: {float(loss)} (non-finite loss terms: "
-            f"{named}). Lower the learning rate (model.optimizer.lr), check the data for NaN or inf, or set "
-            "model.skip_nonfinite=true to skip such steps and count them (train/skipped_steps)."
-        )
+    if channels_last:  # only 4-D weights change layout; convolutions then run and answer in NHWC
+        net.to(memory_format=torch.channels_last)
+    if compile:  # in place (nn.Module.compile): the state dict keeps its names, no `_orig_mod.`
+        net.compile(**(compile if isinstance(compile, Mapping) else {}))
+    return net

@@ -10,10 +10,12 @@ what mode the network is in.
 `TrainingCost` is the record: {seconds, steps, rows_forward, rows_backward}. DiffusionModule keeps the
 cost of its checkpoint chain (`base`, read from the checkpoint it resumed, key `ctdm_training_cost`) and
 this process's (`this_run`); their sum is what summary.json, the logs and the next checkpoint carry.
+`StepClock` times the training part of each batch for it.
 A checkpoint written before ctdm recorded costs holds no such key: its steps are counted as
 `uncounted_steps` and its cost as zero.
 """
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -97,3 +99,28 @@ class CountedEps:
         if torch.is_grad_enabled() and torch._C._current_graph_task_id() == -1:  # not a re-run in backward
             self.cost.rows_backward += rows
         return self.eps_fn(z, logsnr)
+
+
+class StepClock:
+    """Wall time of the timed part of training batches: from `start` (a batch's start) to each `lap`
+    (the end of its backward pass, of its optimizer step); after `stop` (the batch's end: checkpoints,
+    sample evaluations and validation follow) nothing counts until the next start."""
+
+    def __init__(self):
+        self.started: float | None = None  # perf_counter() at the start of what the next lap counts
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def lap(self, device: torch.device) -> float:
+        """Seconds since the start or the last lap (0 when stopped)."""
+        if self.started is None:
+            return 0.0
+        if device.type == "cuda":  # the step's kernels finished, not only queued
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        seconds, self.started = now - self.started, now
+        return seconds
+
+    def stop(self) -> None:
+        self.started = None

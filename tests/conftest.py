@@ -35,7 +35,7 @@ from ctdm.data import ToyDataModule, eight_gaussians
 from ctdm.losses import DenoisingMSE
 from ctdm.module import DiffusionModule
 from ctdm.nets import ResidualMLP
-from ctdm.samplers import throughput
+from ctdm.samplers import timing
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = CONFIG_DIR  # the configs the ctdm under test reads (its conf/, or an installed package's copy)
@@ -46,11 +46,11 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-# The parallel sampler's measured call times (ctdm.samplers.throughput) go to this session's folder,
+# The parallel sampler's measured call times (ctdm.samplers.timing) go to this session's folder,
 # never the user's cache: set when conftest is imported, before any test, fixture or CLI subprocess (which
 # inherits the environment) runs, whatever the order. `no_call_times_in_the_users_cache` fails the test
 # that writes there from this process; a test checks that subprocesses write to the session's folder.
-USER_CALL_TIMES = throughput.cache_dir() / throughput.CACHE_FILE  # where a user's run would write
+USER_CALL_TIMES = timing.cache_dir() / timing.CACHE_FILE  # where a user's run would write
 SESSION_CALL_TIMES_DIR = Path(tempfile.mkdtemp(prefix="ctdm_call_times_"))
 os.environ["CTDM_CACHE_DIR"] = str(SESSION_CALL_TIMES_DIR)
 
@@ -59,7 +59,7 @@ os.environ["CTDM_CACHE_DIR"] = str(SESSION_CALL_TIMES_DIR)
 def no_call_times_in_the_users_cache():
     """Any write of call_times.json into the user's cache folder fails the test that makes it (the file's
     time stamp cannot tell: other processes on the machine may write it meanwhile)."""
-    write = throughput._write_cache
+    write = timing._write_cache
 
     def checked(path: Path, entries: dict) -> None:
         assert not Path(path).resolve().is_relative_to(USER_CALL_TIMES.parent.resolve()), (
@@ -69,7 +69,7 @@ def no_call_times_in_the_users_cache():
         write(path, entries)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(throughput, "_write_cache", checked)
+        patch.setattr(timing, "_write_cache", checked)
         yield SESSION_CALL_TIMES_DIR
     shutil.rmtree(SESSION_CALL_TIMES_DIR, ignore_errors=True)
 

@@ -26,7 +26,7 @@ class QueryRecorder:
     """An eps_fn that answers with `eps_fn` and keeps every (z, logsnr) it was asked (on the CPU).
 
     It names `eps_fn` as `__wrapped__`, so the call-time probe of a sampler's automatic chunking measures
-    the network itself and only the sampler's own queries are recorded (ctdm.samplers.throughput)."""
+    the network itself and only the sampler's own queries are recorded (ctdm.samplers.timing)."""
 
     def __init__(self, eps_fn: EpsFn):
         self.eps_fn = self.__wrapped__ = eps_fn

@@ -8,8 +8,8 @@ terms checkpoint each chunk (ctdm.diffusion.likelihood.point_errors), so they ho
 pass itself), and the rest is arithmetic:
 
 - `AutoChunk` / `auto_max_batch`: the chunk of `max_batch: auto`: every row in one call when they fit
-  the memory budget (no recomputation), else as many as fit: the samplers' budget (ctdm.samplers.throughput
-  `default_memory_budget`, `MEMORY_HEADROOM`), one mechanism for both; the DiffusionModule plans it on
+  the memory budget (no recomputation), else as many as fit: the samplers' budget (ctdm.samplers.memory
+  `default_memory_budget`, `budget_rows`), one mechanism for both; the DiffusionModule plans it on
   its device when fit or validation starts (`DiffusionModule.plan_chunks`);
 - `estimate_step` / `check_step_fits`: the step's peak before training, refused with the estimate and a
   `max_batch` / `samples` that fits (as ctdm.evaluation.budget does for the sample evaluation);
@@ -21,8 +21,7 @@ import math
 
 import torch
 
-from ctdm.samplers.memory import TensorMemory
-from ctdm.samplers.throughput import MEMORY_HEADROOM, default_memory_budget
+from ctdm.samplers.memory import MEMORY_HEADROOM, budget_rows, default_memory_budget, peak_bytes
 
 AUTO = "auto"
 # Cost of a network row, in forward passes: forward 1, backward about 2; a checkpointed row runs its
@@ -44,7 +43,7 @@ def bytes_per_row(
     eps_fn, shape: tuple[int, ...], device=None, dtype=torch.float32, backward: bool = True
 ) -> float:
     """Peak memory per row of a network call and (`backward`) its backward pass, what a row of a loss
-    holds, on `device`: the CUDA allocator's peak, or the tensors counted by TensorMemory on a CPU.
+    holds, on `device` (ctdm.samplers.memory.peak_bytes).
     Wrappers that name what they wrap (`__wrapped__`, e.g. a counter of network rows) are skipped: the
     probe is no training work. Only the input's gradient is taken, so no parameter's .grad is touched."""
     eps_fn = inspect.unwrap(eps_fn)
@@ -59,16 +58,7 @@ def bytes_per_row(
             if backward and out.requires_grad:  # (a fixed function of z, e.g. an exact denoiser, may not)
                 torch.autograd.grad(out.float().square().sum(), z)
 
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        probe()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / rows
-    with TensorMemory() as memory:
-        probe()
-    return memory.peak / rows
+    return peak_bytes(probe, device) / rows
 
 
 def resolved_chunk(term, batch: int, per_row: float, budget: float) -> int | None:
@@ -88,11 +78,6 @@ def held_rows(term, batch: int, per_row: float, budget: float) -> int:
     """Rows whose activations `term` holds at once: all of them, or one checkpointed chunk."""
     rows, chunk = term.network_rows(batch), resolved_chunk(term, batch, per_row, budget)
     return rows if chunk is None else min(rows, chunk)
-
-
-def budget_rows(per_row: float, memory_budget: float) -> int:
-    """The most rows whose activations fit MEMORY_HEADROOM of `memory_budget` (bytes), at least 1."""
-    return max(1, int(MEMORY_HEADROOM * memory_budget // max(per_row, 1e-9)))
 
 
 def auto_max_batch(rows: int, per_row: float, memory_budget: float) -> int | None:

@@ -30,8 +30,10 @@ from torch import Tensor, nn
 from ctdm.diffusion.channel import append_dims
 from ctdm.diffusion.checks import check_int, check_number
 from ctdm.samplers.base import NOISE_CHUNK_ELEMENTS, SamplerStats, StepSampler, as_eps_fn
+from ctdm.samplers.memory import default_memory_budget
 from ctdm.samplers.noise import per_sample_normal
-from ctdm.samplers.throughput import Chunks, call_times, default_memory_budget, device_name, synchronize
+from ctdm.samplers.throughput import Chunks
+from ctdm.samplers.timing import call_times, device_name, synchronize
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,7 @@ class ParallelSampler:
     base: the sequential StepSampler whose steps are solved (its steps, noise and seeds);
     window: steps evaluated per pass (None: every step; clipped to the steps; "auto": the window with
     the largest predicted speed-up over the sequential steps on this device at this batch, from the
-    network's measured call times, see ctdm.samplers.throughput; 1 where no window pays);
+    network's measured call times, see ctdm.samplers.throughput and .timing; 1 where no window pays);
     tolerance: > 0, on the root-mean-square change per dimension in units of a step's std;
     tolerance_rule: which step's variance (`change_scale`): "same_step" (ctdm) or "next_step" (the
     authors', for pass counts comparable with the paper's); max_passes: stop after this many passes
@@ -178,10 +180,10 @@ class ParallelSampler:
     where that is as fast, within `memory_budget`; None: the whole pass, N x window rows, in one call);
     memory_budget: bytes one network call may use under "auto" (None: half the free GPU memory, a
     quarter of the available RAM on a CPU); name: None gives "para_<base name>"; call_times_dir: the
-    folder of the measured call times' file (None: ctdm.samplers.throughput.cache_dir(), i.e.
+    folder of the measured call times' file (None: ctdm.samplers.timing.cache_dir(), i.e.
     $CTDM_CACHE_DIR, else $XDG_CACHE_HOME/ctdm, else ~/.cache/ctdm).
     The automatic choices call the network on probe inputs once per device and network (cached, see
-    ctdm.samplers.throughput); chunking never changes the samples, the window does within tolerance.
+    ctdm.samplers.timing); chunking never changes the samples, the window does within tolerance.
     Call: sampler(eps_fn, shape, seeds, device=None, hook=None) -> (samples, stats); stats.extra holds
     the window and max_batch used. `hook(pass_index, x_last, info)` runs after every pass with the
     current last state of every sample [N, *shape] (x_0 until the sample's window reaches the last

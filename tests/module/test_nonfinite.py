@@ -6,7 +6,7 @@ import torch
 from conftest import cpu_trainer, tiny_data, tiny_module
 from helpers import NaNAtCall
 
-from ctdm.module import NonFiniteLossError, TooManySkippedSteps
+from ctdm.objective import NonFiniteLossError, TooManySkippedSteps
 
 
 class Weights(L.Callback):

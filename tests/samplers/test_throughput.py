@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from ctdm.data.toy import eight_gaussians
-from ctdm.samplers import DDIMSampler, DDPMSampler, HeunSampler, ParallelSampler, parallel, throughput
+from ctdm.samplers import DDIMSampler, DDPMSampler, HeunSampler, ParallelSampler, parallel, throughput, timing
 from ctdm.samplers.memory import TensorMemory
-from ctdm.samplers.throughput import CallTimes, Chunks, call_times, measure_call_times
+from ctdm.samplers.throughput import CallTimes, Chunks
+from ctdm.samplers.timing import call_times, measure_call_times
 
 LAW = eight_gaussians()
 
@@ -365,15 +366,15 @@ def test_a_window_that_cannot_pay_on_this_device_is_reported(fixed_times, caplog
 def cache(tmp_path, monkeypatch):
     """An empty cache folder and memo; measuring returns a made-up curve (the cache is what is tested)."""
     monkeypatch.setenv("CTDM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(throughput, "_MEMO", {})
+    monkeypatch.setattr(timing, "_MEMO", {})
     measured = []
 
     def measure(eps_fn, shape, *args, **kwargs):
         measured.append(tuple(shape))
         return _linear_times()
 
-    monkeypatch.setattr(throughput, "measure_call_times", measure)
-    return tmp_path / throughput.CACHE_FILE, measured
+    monkeypatch.setattr(timing, "measure_call_times", measure)
+    return tmp_path / timing.CACHE_FILE, measured
 
 
 def test_call_times_are_measured_once_per_device_and_network_and_kept_on_disk(cache, monkeypatch):
@@ -382,7 +383,7 @@ def test_call_times_are_measured_once_per_device_and_network_and_kept_on_disk(ca
     first = call_times(net.eps, net, (2,))
     entries = json.loads(path.read_text())["entries"]
     assert len(entries) == 1 and "_MLP.eps" in next(iter(entries)) and measured == [(2,)]
-    monkeypatch.setattr(throughput, "_MEMO", {})  # a new process: read back from disk
+    monkeypatch.setattr(timing, "_MEMO", {})  # a new process: read back from disk
     assert call_times(net.eps, _MLP(width=16), (2,)) == first  # same shapes, other weights: same entry
     assert measured == [(2,)]
     call_times(net.eps, _MLP(width=32), (2,))  # another network
@@ -400,9 +401,9 @@ def test_a_plain_function_is_measured_once_per_process_and_not_written(cache):
 def test_a_contended_measurement_is_not_written(cache, monkeypatch, caplog):
     path, _ = cache
     contended = CallTimes([1, 2], [1e-4, 1e-2], 10.0, "cpu", contended=True)
-    monkeypatch.setattr(throughput, "measure_call_times", lambda *args, **kwargs: contended)
+    monkeypatch.setattr(timing, "measure_call_times", lambda *args, **kwargs: contended)
     net = _MLP(width=16)
-    with caplog.at_level(logging.WARNING, logger="ctdm.samplers.throughput"):
+    with caplog.at_level(logging.WARNING, logger="ctdm.samplers.timing"):
         assert call_times(net.eps, net, (2,)) is contended
     assert "torch.set_num_threads(1)" in caplog.text and not path.exists()
 
@@ -411,10 +412,10 @@ def test_an_unreadable_cache_is_reported_and_measured_again(cache, caplog):
     path, measured = cache
     path.write_text("{not json")
     net = _MLP(width=16)
-    with caplog.at_level(logging.WARNING, logger="ctdm.samplers.throughput"):
+    with caplog.at_level(logging.WARNING, logger="ctdm.samplers.timing"):
         call_times(net.eps, net, (2,))
     assert "ignoring the unreadable call-time cache" in caplog.text and measured == [(2,)]
-    assert json.loads(path.read_text())["version"] == throughput.CACHE_VERSION
+    assert json.loads(path.read_text())["version"] == timing.CACHE_VERSION
 
 
 def test_call_times_dir_keeps_the_measurement_in_the_folder_given(cache, tmp_path):
@@ -423,7 +424,7 @@ def test_call_times_dir_keeps_the_measurement_in_the_folder_given(cache, tmp_pat
     net = _MLP(width=16)
     sampler = ParallelSampler(DDPMSampler(steps=10), tolerance=0.1, call_times_dir=str(run))
     sampler(net.eps, (2,), torch.arange(4))
-    assert (run / throughput.CACHE_FILE).exists() and not path.exists() and measured == [(2,)]
+    assert (run / timing.CACHE_FILE).exists() and not path.exists() and measured == [(2,)]
     call_times(net.eps, net, (2,))  # the default folder is another file: measured again
     assert path.exists() and measured == [(2,), (2,)]
 
@@ -442,22 +443,22 @@ def test_the_suites_subprocesses_write_call_times_to_the_sessions_folder(tmp_pat
     from conftest import SESSION_CALL_TIMES_DIR, run_cli
 
     code = (
-        "import torch; from ctdm.samplers.throughput import call_times, cache_dir; "
+        "import torch; from ctdm.samplers.timing import call_times, cache_dir; "
         "from ctdm.nets import ResidualMLP; net = ResidualMLP(2, width=8, blocks=1); "
         "call_times(net, net, (2,), extra_key='subprocess'); print(cache_dir())"
     )
     result = run_cli(["-c", code], cwd=tmp_path, module=None, env={"OMP_NUM_THREADS": "1"}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(SESSION_CALL_TIMES_DIR)
-    assert "subprocess" in (SESSION_CALL_TIMES_DIR / throughput.CACHE_FILE).read_text()
+    assert "subprocess" in (SESSION_CALL_TIMES_DIR / timing.CACHE_FILE).read_text()
 
 
 def test_the_cache_lives_under_ctdm_cache_dir_else_xdg_else_home(monkeypatch, tmp_path):
     monkeypatch.setenv("CTDM_CACHE_DIR", str(tmp_path / "mine"))
-    assert throughput.cache_dir() == tmp_path / "mine"
+    assert timing.cache_dir() == tmp_path / "mine"
     monkeypatch.delenv("CTDM_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert throughput.cache_dir() == tmp_path / "xdg" / "ctdm"
+    assert timing.cache_dir() == tmp_path / "xdg" / "ctdm"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert throughput.cache_dir() == tmp_path / "home" / ".cache" / "ctdm"
+    assert timing.cache_dir() == tmp_path / "home" / ".cache" / "ctdm"
