@@ -5,9 +5,9 @@ equal-compute report reads (`fid_floor.json` beside calibration.json).
     python -m experiments.image_floor --out experiments/results/equal_compute/digits/fid_floor.json \
         eval.fid.weights_path=/path/to/pt_inception-2015-12-05-6726825d.pth
 
-No model comes near it by memorising nothing. FID is biased upward at small sample counts, so a floor
-from the held-out set's size (297 digits) sits above what 1000 samples of the data law would score; KID
-is unbiased, so its floor compares across sample counts.
+A model that samples the data law scores about this, not 0. FID is biased upward at small sample counts,
+so a floor from the held-out set's size (297 digits) sits above what 1000 samples of the data law would
+score; KID is unbiased, so its floor compares across sample counts.
 """
 
 import argparse
