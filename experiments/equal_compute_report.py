@@ -35,7 +35,17 @@ SAMPLER_LABELS = {"ddpm": "DDPM", "para_ddpm": "ParaDDPM", "ddim25": "DDIM-25", 
 # ctdm.evaluate runs of a point's checkpoint with more samplers than its own evaluation had (e.g. 1000-step
 # DDPM on the digits fine-tunes): <point>/rescored/<name>/metrics.json, merged into the point's metrics.
 RESCORED = "rescored"
-LIGHT = (*KEEP, "budget.json", "metrics.json", f"{RESCORED}/*/metrics.json", f"{RESCORED}/*/.hydra/*.yaml")
+LIGHT = (
+    *KEEP,
+    "budget.json",
+    "metrics.json",
+    f"{RESCORED}/*/metrics.json",
+    f"{RESCORED}/*/.hydra/*.yaml",
+    "plots/samples_ddim*_step*.png",  # an image preset's pictures (its samplers are DDPM and DDIM)
+    f"{RESCORED}/*/plots/samples_*.png",
+)
+# The fine-tunes' starting points, trained by ctdm.train into <study>/bases/<loss>/seed<k>/ (no budget.json).
+BASES = "bases"
 BASELINE = "itd"
 
 
@@ -56,15 +66,15 @@ class Point:
 def collect(source: Path, out: Path) -> list[Path]:
     """Copy the light files of every scored point under `source` (folders with budget.json) into `out`."""
     copied = []
-    for record in sorted(source.rglob("budget.json")):
-        folder = record.parent
+    bases = [f.parent for f in sorted((source / BASES).glob("*/seed*/summary.json"))]
+    for folder in [record.parent for record in sorted(source.rglob("budget.json"))] + bases:
         target = out / folder.relative_to(source)
         for pattern in LIGHT:
             for path in folder.glob(pattern):
                 (target / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target / path.relative_to(folder))
         copied.append(target)
-    for name in ("calibration.json", "exact_nfe.json", "preregistration.md"):
+    for name in ("calibration.json", "exact_nfe.json", "preregistration.md", "fid_floor.json"):
         if (source / name).is_file():
             out.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / name, out / name)
@@ -208,6 +218,35 @@ def scratch_table(points: list[Point], recipe: str) -> list[str]:
         lines += [f"\n**{budget:g} s of training**\n"]
         lines += markdown_table(["arm", "steps", "training s", "rows (M)", *header(metrics)], rows)
     return lines
+
+
+def bases_table(root: Path, metrics: tuple[str, ...]) -> list[str]:
+    """The fine-tunes' starting points (<root>/bases/<loss>/seed<k>/, ctdm.train runs): steps, measured
+    training time and rows, and the same quality metrics as the fine-tune tables."""
+    rows = []
+    for summary in sorted((root / BASES).glob("*/seed*/summary.json")):
+        run = read_run(summary.parent)
+        if run is None:
+            continue
+        m = run.metrics
+        rows.append(
+            [
+                f"{summary.parent.parent.name}/{summary.parent.name}",
+                number(m.get("train/steps", math.nan)),
+                number(m.get("train/seconds", math.nan)),
+                number((m.get("train/rows_forward", math.nan) + m.get("train/rows_backward", 0)) / 1e6),
+                *(number(m.get(k, math.nan)) for k in metrics),
+            ]
+        )
+    if not rows:
+        return []
+    labels = [
+        f"{SAMPLER_LABELS.get(k.split('/')[1], k.split('/')[1])} {k.split('/')[2].upper()}" for k in metrics
+    ]
+    return [
+        "\n**The bases** (ctdm.train runs under bases/; every fine-tune arm starts from its checkpoint)\n",
+        *markdown_table(["base", "steps", "training s", "rows (M)", *labels], rows),
+    ]
 
 
 def finetune_table(points: list[Point]) -> list[str]:
@@ -387,7 +426,8 @@ def report(root: Path) -> Path:
             lines += ["", f"## {title}", *scratch_table(points, recipe)]
             plots += plot_curves(points, recipe, root / "plots")
     if any(p.recipe == "finetune" for p in points):
-        lines += ["", "## Fine-tuning a converged base at equal training time", *finetune_table(points)]
+        lines += ["", "## Fine-tuning a converged base at equal training time"]
+        lines += [*bases_table(root, metrics_of(points)), *finetune_table(points)]
     lines += ["", "## Limits and the paper", *(limits(root, preset) or ["(none stored)"])]
     lines += ["", *[f"![{p.stem}](plots/{p.name})" for p in plots]]
     out = root / "report.md"

@@ -126,10 +126,32 @@ def test_an_image_study_is_reported_by_fid_and_kid_of_every_sampler_with_the_flo
             (folder / "rescored" / "ddpm").mkdir(parents=True)
             ddpm = {"eval/ddpm/fid": fid + 5, "train/seconds": 1.0}  # only its eval/ keys are taken
             (folder / "rescored" / "ddpm" / "metrics.json").write_text(json.dumps(ddpm))
+            (folder / "plots").mkdir()
+            (folder / "plots" / "samples_ddim25_step005100.png").write_bytes(b"\x89PNG")
     (root / "fid_floor.json").write_text(
         json.dumps({"fid": 3.2, "kid": 0.0004, "kid_std": 0.0001, "num_samples": 297})
     )
-    lines = ecr.report(root).read_text().splitlines()
+    # the base every arm starts from: a ctdm.train run under bases/, with its training cost and scores
+    base = {"eval/ddim25/fid": 30.0, "eval/ddim50/fid": 29.0, "eval/ddim25/kid": 0.03}
+    base |= {
+        "train/steps": 5000,
+        "train/seconds": 900.0,
+        "train/rows_forward": 6.4e5,
+        "train/rows_backward": 6.4e5,
+    }
+    write_run(root / "bases" / "itd" / "seed0", ["loss=itd", "seed=0"], base, step=5000)
+    (root / "bases" / "itd" / "seed0" / "checkpoints").mkdir()
+    (root / "bases" / "itd" / "seed0" / "checkpoints" / "last.ckpt").write_bytes(b"heavy")
+    results = tmp_path / "results"
+    ecr.collect(root, results)
+    assert not list(results.rglob("*.ckpt"))  # light files only, the base's too
+    assert (results / "fid_floor.json").is_file() and (
+        results / "bases" / "itd" / "seed0" / "summary.json"
+    ).is_file()
+    assert len(list(results.glob("finetune/*/*/seed*/plots/samples_ddim25_step005100.png"))) == 6
+    lines = ecr.report(results).read_text().splitlines()
+    based = next(line for line in lines if line.startswith("| itd/seed0 |")).split(" | ")
+    assert based[1:4] == ["5000", "900", "1.28"] and based[5:7] == ["30", "29"]  # DDPM: not scored (nan)
     head = next(line for line in lines if line.startswith("| arm | fine-tune steps"))
     assert "| DDPM FID | Δ DDPM FID (pairs) | DDIM-25 FID | Δ DDIM-25 FID (pairs) | DDIM-50 FID" in head
     assert "DDIM-25 KID" in head and "MMD" not in head and "ParaDDPM" not in head
