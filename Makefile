@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Two pytest-xdist workers by default (work-stealing balances the slow end-to-end runs); WORKERS=0 runs
+# in one process (pytest -n 0), e.g. to read a failing test's output in order.
+WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: install test test-fast train sweep lint bench clean
@@ -11,10 +14,10 @@ install:  ## create .venv and install ctdm (editable) with the dev tools
 	$(PY) -m pip install -e '.[dev]'
 
 test:  ## the whole suite, slow end-to-end runs included (what CI runs)
-	WANDB_MODE=disabled HYDRA_FULL_ERROR=1 $(PY) -m pytest $(PYTEST_ARGS)
+	WANDB_MODE=disabled HYDRA_FULL_ERROR=1 $(PY) -m pytest -n $(WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast:  ## skip the slow end-to-end runs
-	WANDB_MODE=disabled $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	WANDB_MODE=disabled $(PY) -m pytest -n $(WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 train:  ## the embedded default run (2-D eight Gaussians, CPU, about a minute); ARGS=... for overrides
 	$(PY) -m ctdm.train $(ARGS)

@@ -114,6 +114,10 @@ def measure(overrides: list[str], precision: str, device: torch.device, steps: i
 def end_to_end(data_overrides: list[str], args, device: torch.device, out: Path) -> None:
     from ctdm.metrics.weights import resolve_inception_weights
 
+    if args.cpu_smoke:  # the run's code paths, not its numbers: Inception on the CPU would be most of it
+        extractor = ["eval/fid/extractor=random"]
+        print("FID/KID: the random features (--cpu-smoke)")
+        return _run(data_overrides, extractor, args, device, out)
     try:
         weights = str(resolve_inception_weights())
         extractor = ["eval/fid/extractor=inception", f"eval.fid.weights_path={weights}"]
@@ -123,6 +127,10 @@ def end_to_end(data_overrides: list[str], args, device: torch.device, out: Path)
         print(
             f"FID/KID: no Inception weights offline ({str(err).splitlines()[0][:160]}): the random features"
         )
+    _run(data_overrides, extractor, args, device, out)
+
+
+def _run(data_overrides: list[str], extractor: list[str], args, device: torch.device, out: Path) -> None:
     command = [
         sys.executable,
         "-m",

@@ -43,6 +43,12 @@ TESTS = ROOT / "tests"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
+# Under pytest-xdist (`make test` runs 2 workers) each worker, and every CLI subprocess it starts, uses one
+# thread: two workers of two threads each on 2 cores only contend (a test that needs more threads sets them).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 

@@ -50,7 +50,8 @@ def wallclock_table_is_complete(stdout: str) -> None:
 # smoke run's checkpoint.
 SMALL = {
     "cdl_memory.py": [
-        (["--small"], "gradient vs unchunked"),
+        # two of the four methods' child runs (each a fresh interpreter); the gradient check covers all
+        (["--small", "--methods", "checkpoint", "itd"], "gradient vs unchunked"),
         (["--ratios", "--small"], "max_batch 3"),
     ],
     "cdl_step.py": [(["--small"], "8g sd")],
