@@ -175,13 +175,18 @@ def metrics_of(points: list[Point]) -> tuple[str, ...]:
     return tuple(image) or METRICS
 
 
+def metric_label(metric: str) -> str:
+    """`eval/ddim25/fid` -> `DDIM-25 FID`."""
+    _, sampler, quantity = metric.split("/")
+    return f"{SAMPLER_LABELS.get(sampler, sampler)} {quantity.upper()}"
+
+
 def header(metrics: tuple[str, ...]) -> list[str]:
     cells = []
     for metric in metrics:
         _, sampler, quantity = metric.split("/")
-        label = SAMPLER_LABELS.get(sampler, sampler)
         q = "" if quantity == "mmd" else f" {quantity.upper()}"
-        cells += [f"{label} {quantity.upper()}", f"Δ {label}{q} (pairs)"]
+        cells += [metric_label(metric), f"Δ {SAMPLER_LABELS.get(sampler, sampler)}{q} (pairs)"]
     return [*cells, "val/nll", "val/cdl_acc"]
 
 
@@ -240,12 +245,9 @@ def bases_table(root: Path, metrics: tuple[str, ...]) -> list[str]:
         )
     if not rows:
         return []
-    labels = [
-        f"{SAMPLER_LABELS.get(k.split('/')[1], k.split('/')[1])} {k.split('/')[2].upper()}" for k in metrics
-    ]
     return [
         "\n**The bases** (ctdm.train runs under bases/; every fine-tune arm starts from its checkpoint)\n",
-        *markdown_table(["base", "steps", "training s", "rows (M)", *labels], rows),
+        *markdown_table(["base", "steps", "training s", "rows (M)", *map(metric_label, metrics)], rows),
     ]
 
 
