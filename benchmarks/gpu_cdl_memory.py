@@ -184,9 +184,9 @@ def main(argv=None):
             "data.num_workers=0",
         ]
         if args.cpu_smoke:  # a small UNet, batch 8, 2 points: the code paths, not the numbers
-            args.steps, args.train_steps, args.samples, args.sample_steps = 1, 4, 16, 5
+            args.steps, args.train_steps, args.samples, args.sample_steps = 1, 2, 16, 5
             args.precisions = ["32-true"]
-            small = ["model.net.width=32", "model.net.blocks=1", "data.batch_size=4", "data.val_size=8"]
+            small = ["model.net.width=16", "model.net.blocks=1", "data.batch_size=4", "data.val_size=8"]
             args.extra = [*small, *args.extra]
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         print(f"device: {name}, torch {torch.__version__}; batch and net: conf/ defaults + {args.extra}")

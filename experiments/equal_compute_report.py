@@ -47,6 +47,8 @@ LIGHT = (
 # The fine-tunes' starting points, trained by ctdm.train into <study>/bases/<loss>/seed<k>/ (no budget.json).
 BASES = "bases"
 BASELINE = "itd"
+# An arm's budget is compared with the baseline budget nearest it in steps when within this share of them.
+EQUAL_STEPS_TOLERANCE = 0.15
 
 
 @dataclass
@@ -198,6 +200,18 @@ def _metric_cells(points: list[Point], base: list[Point] | None, metrics: tuple[
     return cells + [mean_se(p.run.metrics.get(m) for p in points) for m in ("val/nll", "val/cdl_acc")]
 
 
+def _arm_rows(at: list[Point], arms: list[str], base: list[Point], metrics: tuple[str, ...]) -> list[list]:
+    """A table row per arm of `at`: steps, cost, each metric's mean ± se and its difference from `base`
+    paired by seed (none on the baseline's own row)."""
+    rows = []
+    for arm in arms:
+        group = [p for p in at if p.arm == arm]
+        steps = "/".join(str(s) for s in sorted({p.steps for p in group}))
+        cells = _metric_cells(group, base if arm != BASELINE else None, metrics)
+        rows.append([arm, steps, *_cost_cells(group), *cells])
+    return rows
+
+
 def scratch_table(points: list[Point], recipe: str) -> list[str]:
     """Per budget, every arm: cost, MMD mean ± se over seeds and its paired difference from `itd` at that
     budget and seed."""
@@ -207,22 +221,37 @@ def scratch_table(points: list[Point], recipe: str) -> list[str]:
     for budget in sorted({p.budget for p in mine}):
         at = [p for p in mine if p.budget == budget]
         arms = sorted({p.arm for p in at}, key=lambda a: (a != BASELINE, a))
-        base = [p for p in at if p.arm == BASELINE]
-        rows = []
-        for arm in arms:
-            group = [p for p in at if p.arm == arm]
-            steps = "/".join(str(s) for s in sorted({p.steps for p in group}))
-            rows.append(
-                [
-                    arm,
-                    steps,
-                    *_cost_cells(group),
-                    *_metric_cells(group, base if arm != BASELINE else None, metrics),
-                ]
-            )
+        rows = _arm_rows(at, arms, [p for p in at if p.arm == BASELINE], metrics)
         lines += [f"\n**{budget:g} s of training**\n"]
         lines += markdown_table(["arm", "steps", "training s", "rows (M)", *header(metrics)], rows)
     return lines
+
+
+def equal_steps_table(points: list[Point], recipe: str) -> list[str]:
+    """Each other arm's budget against the `itd` budget nearest it in steps, where within
+    EQUAL_STEPS_TOLERANCE of its steps and not the same budget: the comparison at (about) equal steps,
+    paired by seed (the per-budget tables are at equal time)."""
+    mine = [p for p in points if p.recipe == recipe]
+    metrics = metrics_of(mine)
+    base_steps = {p.budget: p.steps for p in mine if p.arm == BASELINE}
+    lines = []
+    for arm in sorted({p.arm for p in mine} - {BASELINE}):
+        for budget in sorted({p.budget for p in mine if p.arm == arm}):
+            at = [p for p in mine if p.arm == arm and p.budget == budget]
+            steps = min(p.steps for p in at)
+            near = min(base_steps, key=lambda b: abs(base_steps[b] - steps), default=None)
+            far = near is None or abs(base_steps[near] - steps) > EQUAL_STEPS_TOLERANCE * steps
+            if far or near == budget:  # (the same budget: already the per-budget table's comparison)
+                continue
+            base = [p for p in mine if p.arm == BASELINE and p.budget == near]
+            lines += [f"\n**{arm} at {budget:g} s against {BASELINE} at {near:g} s**\n"]
+            rows = _arm_rows([*base, *at], [BASELINE, arm], base, metrics)
+            lines += markdown_table(["arm", "steps", "training s", "rows (M)", *header(metrics)], rows)
+    if not lines:
+        return []
+    tolerance = f"{EQUAL_STEPS_TOLERANCE:.0%}"
+    intro = f"Each arm's budget against the `{BASELINE}` budget nearest it in steps (within {tolerance})."
+    return [intro, *lines]
 
 
 def bases_table(root: Path, metrics: tuple[str, ...]) -> list[str]:
@@ -313,16 +342,20 @@ def nfe_table(group: list[Point], base_arm: str) -> list[str]:
 
 
 def plot_curves(points: list[Point], recipe: str, folder: Path) -> list[Path]:
-    """ParaDDPM MMD against training seconds and against network rows, one curve per arm (the mean over
-    seeds at each budget, bars: standard error)."""
+    """The study's first metric (ParaDDPM MMD on 2-D data, DDPM or DDIM FID on images) against training
+    seconds and against network rows, one curve per arm (the mean over seeds at each budget, bars:
+    standard error)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mine = [p for p in points if p.recipe == recipe and METRICS[0] in p.run.metrics]
+    recipe_points = [p for p in points if p.recipe == recipe]
+    metric = metrics_of(recipe_points)[0]
+    mine = [p for p in recipe_points if metric in p.run.metrics]
     if not mine:
         return []
+    quantity = metric.split("/")[-1]
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for axis, label in (("seconds", "training seconds"), ("rows", "network rows (forward + backward)")):
@@ -331,18 +364,19 @@ def plot_curves(points: list[Point], recipe: str, folder: Path) -> list[Path]:
             xs, ys, es = [], [], []
             for budget in sorted({p.budget for p in mine if p.arm == arm}):
                 g = [p for p in mine if p.arm == arm and p.budget == budget]
-                values = finite(p.run.metrics[METRICS[0]] for p in g)
+                values = finite(p.run.metrics[metric] for p in g)
                 xs.append(_mean(getattr(p, axis) for p in g))
                 ys.append(statistics.fmean(values))
                 es.append(statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=arm, lw=2 if arm == BASELINE else 1)
         ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("ParaDDPM MMD$^2$ (paper units)")
-        ax.set_title(f"{recipe} learning rate: MMD against {axis}")
+        units = "$^2$ (paper units)" if quantity == "mmd" else ""
+        ax.set_ylabel(f"{metric_label(metric)}{units}")
+        ax.set_title(f"{recipe} learning rate: {metric_label(metric)} against {axis}")
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        path = folder / f"mmd_vs_{axis}_{recipe}.png"
+        path = folder / f"{quantity}_vs_{axis}_{recipe}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
@@ -426,6 +460,8 @@ def report(root: Path) -> Path:
     ):
         if any(p.recipe == recipe for p in points):
             lines += ["", f"## {title}", *scratch_table(points, recipe)]
+            steps = equal_steps_table(points, recipe)
+            lines += ["", f"### {title.split(',')[0]} at about equal steps", *steps] if steps else []
             plots += plot_curves(points, recipe, root / "plots")
     if any(p.recipe == "finetune" for p in points):
         lines += ["", "## Fine-tuning a converged base at equal training time"]

@@ -160,3 +160,29 @@ def test_an_image_study_is_reported_by_fid_and_kid_of_every_sampler_with_the_flo
     assert row[4] == "23.6 ± 0.088 (3)"  # DDPM FID of the CDL arm: 25 - 1.5 + 10 x the mean seed effect
     assert any("297 held-out images" in line and "FID 3.2" in line for line in lines)
     assert any(line.startswith("Rebuilt") and "FID and KID" in line for line in lines)
+
+
+def test_an_arm_is_also_compared_with_itd_at_about_its_steps(tmp_path):
+    # digits from scratch: CDL costs ~2x a step, so CDL at 480 s (1400 steps) meets ITD at 240 s (1500
+    # steps, within the 15% tolerance) at about equal steps; CDL at 240 s (700 steps) meets none
+    root = tmp_path / "digits"
+    steps = {"itd": {240: 1500, 480: 3000}, "itd_cdl_s4": {240: 700, 480: 1400}}
+    fid = {("itd", 240): 40.0, ("itd", 480): 30.0, ("itd_cdl_s4", 240): 50.0, ("itd_cdl_s4", 480): 37.0}
+    for (arm, budget), value in fid.items():
+        for seed in SEEDS:
+            folder = root / "scratch_const" / arm / f"seed{seed}" / f"budget{budget}s"
+            metrics = {"eval/ddim25/fid": value + 10 * SEED_EFFECT[seed], "val/nll": 1.0}
+            metrics |= {"train/seconds": budget + 1.0, "train/rows_forward": 1e5, "train/rows_backward": 1e5}
+            write_run(folder, ["seed=0"], metrics, step=steps[arm][budget], evaluation=False)
+            record = {"arm": arm, "seed": seed, "recipe": "const", "stage": "scratch", "preset": "digits"}
+            record |= {"budget_seconds": budget, "steps": steps[arm][budget]}
+            (folder / "budget.json").write_text(json.dumps(record))
+    lines = ecr.report(root).read_text().splitlines()
+    title = "**itd_cdl_s4 at 480 s against itd at 240 s**"
+    assert title in lines and not any(line.startswith("**itd_cdl_s4 at 240 s") for line in lines)
+    base, cdl = _row(lines, "itd", title), _row(lines, "itd_cdl_s4", title)
+    assert base[1:3] == ["1500", "241"] and cdl[1:3] == ["1400", "481"]
+    assert _exact(cdl[5], 37.0 - 40.0)  # paired with ITD at 240 s, not at 480 s (which gives -7 + 30)
+    at_time = _row(lines, "itd_cdl_s4", "**480 s of training**")
+    assert _exact(at_time[5], 37.0 - 30.0)  # the per-budget table: equal time
+    assert (root / "plots" / "fid_vs_seconds_const.png").is_file()
