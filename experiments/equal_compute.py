@@ -25,10 +25,13 @@ A budget becomes each arm's number of steps through it (rounded to `--granularit
 puts each point at its measured training time where the run records one (summary.json's train/seconds)
 and at the calibrated one otherwise, and in network rows either way, so the table carries over to a GPU.
 
-Stage `scratch --recipe const` (the authors' constant learning rate): per arm x seed ONE run to the largest
-budget, checkpointed at every budget's step (ctdm.callbacks.CheckpointAtSteps); the largest budget is the
-run's own evaluation, every smaller one its checkpoint scored by `python -m ctdm.evaluate` with the
-preset's samplers and seeds into <job>/budget<B>s/. `--recipe decay`: one run per arm x seed x budget
+Stage `scratch --recipe const` (the authors' constant learning rate, model/lr_scheduler=constant whatever
+the preset's own schedule): per arm x seed ONE run to the largest budget, checkpointed at every budget's
+step (ctdm.callbacks.CheckpointAtSteps); the largest budget is the run's own evaluation, every smaller one
+its checkpoint scored by `python -m ctdm.evaluate` with the preset's samplers and seeds into
+<job>/budget<B>s/. `--recipe cosine`: the same runs with a cosine decay over the largest budget's steps
+(model/lr_scheduler=cosine), so a smaller budget's checkpoint sits at the same point of every arm's
+schedule (experiment=digits's own schedule). `--recipe decay`: one run per arm x seed x budget
 with model/lr_scheduler=cosine ending at that budget, into <arm>/budget<B>s/seed<k>/. `--reuse DIR` takes
 the itd / mse_sum const jobs from existing base runs (DIR/<arm>/seed<k>/checkpoints/, periodic and
 last.ckpt) where a saved step lies within 25% of the calibrated steps: the nearest such step is scored,
@@ -315,6 +318,7 @@ def scratch_jobs(args, calibration: dict, out: Path) -> list[Job]:
                 "stage": "scratch",
                 "preset": args.preset,
             }
+            schedule = f"model/lr_scheduler={'constant' if args.recipe == 'const' else 'cosine'}"
             if args.recipe == "decay":
                 for budget, n in zip(args.budgets, steps, strict=True):
                     folder = out / arm / f"budget{budget:g}s" / f"seed{seed}"
@@ -336,6 +340,7 @@ def scratch_jobs(args, calibration: dict, out: Path) -> list[Job]:
                 continue
             folder = out / arm / f"seed{seed}"
             reused = _reuse(args.reuse, arm, seed, args.budgets, steps) if args.reuse else None
+            # (reused base runs are scored as they were trained: --reuse takes const runs of the preset)
             if reused is not None:
                 points = [Point(folder / f"budget{b:g}s", b, s, c) for b, s, c in reused]
                 jobs.append(
@@ -352,6 +357,7 @@ def scratch_jobs(args, calibration: dict, out: Path) -> list[Job]:
             train = [
                 *arm_overrides(arm),
                 f"seed={seed}",
+                schedule,
                 f"trainer.max_steps={max(steps)}",
                 f"trainer.val_check_interval={interval}",
                 "+callbacks.budget_checkpoints._target_=ctdm.callbacks.CheckpointAtSteps",
@@ -554,7 +560,8 @@ def main(argv=None) -> list[tuple[str, int, float]]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--stage", choices=("calibrate", "scratch", "finetune"), default="calibrate")
-    parser.add_argument("--recipe", choices=("const", "decay"), default="const", help="stage scratch")
+    recipes = ("const", "cosine", "decay")
+    parser.add_argument("--recipe", choices=recipes, default="const", help="stage scratch")
     parser.add_argument("--preset", choices=PRESETS, default="paper_dino")
     parser.add_argument("--arms", default=None, help="comma-separated arms (default: the stage's)")
     parser.add_argument("--seeds", default="0,1,2")

@@ -55,7 +55,7 @@ EQUAL_STEPS_TOLERANCE = 0.15
 class Point:
     arm: str
     seed: int
-    recipe: str  # const, decay or finetune
+    recipe: str  # const, cosine, decay or finetune
     budget: float  # planned seconds of training
     steps: int  # training steps of this point (a fine-tune's own)
     run: Run
@@ -456,6 +456,7 @@ def report(root: Path) -> Path:
     plots = []
     for recipe, title in (
         ("const", "From scratch, constant learning rate (the authors' recipe)"),
+        ("cosine", "From scratch, cosine decay over the largest budget (smaller budgets: its checkpoints)"),
         ("decay", "From scratch, cosine decay to each budget"),
     ):
         if any(p.recipe == recipe for p in points):

@@ -98,3 +98,21 @@ def test_smoke_study_runs_every_stage_and_resumes(tmp_path, monkeypatch):
     assert json.loads((tuned / "summary.json").read_text())["global_step"] == 6
     assert "heun10" in json.loads((tuned / "nfe.json").read_text())
     assert torch.load(tuned / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+
+
+@pytest.mark.parametrize(("recipe", "schedule"), [("const", "constant"), ("cosine", "cosine")])
+def test_a_scratch_recipe_sets_its_schedule_whatever_the_presets_own(recipe, schedule, tmp_path):
+    # experiment=digits decays (cosine) by default: its const runs must still be constant
+    from types import SimpleNamespace
+
+    calibration = {"arms": {"itd": {"seconds_per_step": 0.1}}}
+    args = SimpleNamespace(
+        arms=["itd"], seeds=[0], budgets=[10.0, 20.0], granularity=10, smoke=False, recipe=recipe,
+        preset="digits", reuse=None, checkpoint_seconds=300.0,
+    )  # fmt: skip
+    (job,) = ec.scratch_jobs(args, calibration, tmp_path)
+    assert f"model/lr_scheduler={schedule}" in job.train
+    cfg = ec.compose_run("digits", job.train)
+    want = {"constant": "ConstantLR", "cosine": "CosineAnnealingLR"}[schedule]
+    assert cfg.model.lr_scheduler._target_.endswith(want) and cfg.trainer.max_steps == 200
+    assert [p.steps for p in job.points] == [100, 200] and job.points[0].checkpoint.name == "step_000100.ckpt"
