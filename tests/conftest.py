@@ -12,6 +12,7 @@ ctdm/train.py has tests/train/); test doubles for Hydra's `_target_` live in tes
 """
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -78,6 +79,26 @@ def no_call_times_in_the_users_cache():
         patch.setattr(timing, "_write_cache", checked)
         yield SESSION_CALL_TIMES_DIR
     shutil.rmtree(SESSION_CALL_TIMES_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_log_handlers_on_closed_streams():
+    """An in-process Hydra run attaches StreamHandlers to the stream pytest captured for that test, which
+    pytest closes afterwards; a later test's log call would print a 'Logging error' traceback into the
+    report. Such handlers are dropped before and after each test."""
+
+    def drop() -> None:
+        loggers = [logging.getLogger()] + [
+            logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+        ]
+        for logger in loggers:
+            for handler in list(logger.handlers):
+                if getattr(getattr(handler, "stream", None), "closed", False):
+                    logger.removeHandler(handler)
+
+    drop()
+    yield
+    drop()
 
 
 def compose_config(overrides: list[str], output_dir: Path):

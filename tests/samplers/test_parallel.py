@@ -171,7 +171,8 @@ def test_window_batch_split_over_devices_gives_the_same_samples():
         split, _ = ParallelSampler(DDPMSampler(steps=20), tolerance=0.1, devices=["cpu", "cpu:0", "cpu"])(
             eps_fn, (2,), torch.arange(6)
         )
-        torch.testing.assert_close(one, split, rtol=0, atol=1e-6)
+        # An untrained net drives samples to ~1e2, where splitting the batch moves the last float bit.
+        torch.testing.assert_close(one, split, rtol=1e-6, atol=1e-6)
 
 
 def test_max_batch_bounds_each_network_call_and_changes_nothing_else():
