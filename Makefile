@@ -13,8 +13,8 @@ install:  ## create .venv and install ctdm (editable) with the dev tools
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e '.[dev]'
 
-test:  ## the whole suite, slow end-to-end runs included (what CI runs)
-	WANDB_MODE=disabled HYDRA_FULL_ERROR=1 $(PY) -m pytest -n $(WORKERS) --dist worksteal $(PYTEST_ARGS)
+test:  ## the whole suite, slow end-to-end runs included (what CI runs; prints the 30 slowest tests)
+	WANDB_MODE=disabled HYDRA_FULL_ERROR=1 $(PY) -m pytest -n $(WORKERS) --dist worksteal --durations=30 $(PYTEST_ARGS)
 
 test-fast:  ## skip the slow end-to-end runs
 	WANDB_MODE=disabled $(PY) -m pytest -n $(WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
