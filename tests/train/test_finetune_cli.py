@@ -43,6 +43,8 @@ def test_paper_preset_fine_tunes_a_saved_model_and_its_checkpoint_loads(tmp_path
         "trainer.max_steps=2",
         "trainer.val_check_interval=2",
         "eval.num_samples=8",
+        # max_batch=auto would first time the UNet's calls (~30 s here); the auto path has its own tests
+        "eval.samplers.para_ddpm.max_batch=64",
         "logger=csv",
         f"hydra.run.dir={out}",
     ]
