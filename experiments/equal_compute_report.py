@@ -12,7 +12,8 @@ A point is a folder with budget.json (what the runner planned: arm, seed, recipe
 finished run (summary.json of ctdm.train or metrics.json of ctdm.evaluate). Its cost is the measured
 training time and network rows (forward + backward) the run records (metrics train/seconds,
 train/rows_forward, train/rows_backward) where it has them, else its steps times the arm's calibrated
-seconds and rows per step (calibration.json; marked * in the tables). A fine-tune point's cost is its own
+seconds and rows per step (calibration.json; marked * in the tables), and the calibrated seconds where
+budget.json says `seconds_not_comparable` (a reason: the run shared the machine unlike the others). A fine-tune point's cost is its own
 (finetune_steps; the base's is shared by all arms). Budgets are matched by planned seconds: points of one
 budget are compared, and the paired differences pair an arm with `itd` (fine-tuning: with the base loss
 continued) at the same budget *and* seed.
@@ -92,15 +93,13 @@ def cost(run: Run, record: dict, calibration: dict) -> tuple[float, float, bool,
     own = json.loads(summary.read_text()).get("training", {}).get("this_run") if summary.is_file() else None
     if finetune and own:  # the fine-tune's own share (the cumulative totals include the base's)
         return float(own["seconds"]), float(own["rows_forward"] + own["rows_backward"]), True, steps
-    if not finetune and "train/seconds" in m:
-        return (
-            m["train/seconds"],
-            m.get("train/rows_forward", math.nan) + m.get("train/rows_backward", 0),
-            True,
-            steps,
-        )
     arm = calibration.get("arms", {}).get(record["arm"], {})
     sps, rps = arm.get("seconds_per_step", math.nan), arm.get("rows_per_step", math.nan)
+    if not finetune and "train/seconds" in m:
+        rows = m.get("train/rows_forward", math.nan) + m.get("train/rows_backward", 0)
+        if record.get("seconds_not_comparable"):  # e.g. run at low priority beside other jobs
+            return steps * sps, rows, False, steps
+        return m["train/seconds"], rows, True, steps
     return steps * sps, steps * rps, False, steps
 
 

@@ -186,3 +186,15 @@ def test_an_arm_is_also_compared_with_itd_at_about_its_steps(tmp_path):
     at_time = _row(lines, "itd_cdl_s4", "**480 s of training**")
     assert _exact(at_time[5], 37.0 - 30.0)  # the per-budget table: equal time
     assert (root / "plots" / "fid_vs_seconds_const.png").is_file()
+
+
+def test_a_point_whose_measured_seconds_are_not_comparable_is_costed_by_the_calibration(tmp_path):
+    _study(tmp_path)
+    for seed in SEEDS:  # the 400 s runs of itd_cdl measured 390 s, but ran at low priority
+        path = tmp_path / "scratch_const" / "itd_cdl" / f"seed{seed}" / "budget.json"
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "seconds_not_comparable": "ran at nice 19 beside other jobs"}))
+    lines = ecr.report(tmp_path).read_text().splitlines()
+    # 4000 steps x 0.1 s calibrated, marked *; the rows are still the measured 1 M
+    assert _row(lines, "itd_cdl", "**400 s of training**")[2:4] == ["400*", "1"]
+    assert _row(lines, "itd", "**400 s of training**")[2:4] == ["390", "1"]
