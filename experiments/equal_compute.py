@@ -10,7 +10,7 @@ scratch and when fine-tuning a converged base, on experiment=paper_dino (or pape
     python -m experiments.equal_compute_report logs/equal_compute/paper_dino --collect
 
 Arms (`--list`): the base losses `itd` and `mse_sum`, and CDL settings on the ITD base that could pay at
-equal time: `itd_cdl` (the current default, loss=contrastive: 16 shared points on every item, weight 1),
+equal time: `itd_cdl` (the sweep's equal-steps winner: 16 shared points on every item, weight 1),
 `itd_cdl_p2_w0.01` (2 points, weight 0.01), `itd_cdl_s<n>` (CDL on n items of the batch,
 loss.cdl.samples) and `itd_cdl_k<k>` (CDL every k steps, loss.cdl.every_n_steps), at 16 points. Fine-tune
 arms on an MSE base put the same settings on the summed MSE (`mse_sum_cdl`, ...).
@@ -69,7 +69,7 @@ PRESETS = ("paper_dino", "paper_1d", "digits")
 BASE_LOSSES = {"itd": ["loss=itd"], "mse_sum": ["loss=mse_sum"]}
 # The CDL term on a base: ITD + CDL (loss=itd_cdl), or the authors' summed MSE + CDL.
 WITH_CDL = {"itd": ["loss=itd_cdl"], "mse_sum": ["loss=mse_cdl", "loss.mse.reduction=sum"]}
-SIXTEEN = ["loss.cdl.points=16", "loss.cdl.weight=1"]  # the current default of loss=contrastive
+SIXTEEN = ["loss.cdl.points=16", "loss.cdl.weight=1"]  # loss=itd_cdl's own (loss=contrastive: k16 below)
 CDL_SETTINGS = {
     "cdl": SIXTEEN,
     "cdl_p2_w0.01": ["loss.cdl.points=2", "loss.cdl.weight=0.01"],

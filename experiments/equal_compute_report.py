@@ -13,10 +13,10 @@ finished run (summary.json of ctdm.train or metrics.json of ctdm.evaluate). Its 
 training time and network rows (forward + backward) the run records (metrics train/seconds,
 train/rows_forward, train/rows_backward) where it has them, else its steps times the arm's calibrated
 seconds and rows per step (calibration.json; marked * in the tables), and the calibrated seconds where
-budget.json says `seconds_not_comparable` (a reason: the run shared the machine unlike the others). A fine-tune point's cost is its own
-(finetune_steps; the base's is shared by all arms). Budgets are matched by planned seconds: points of one
-budget are compared, and the paired differences pair an arm with `itd` (fine-tuning: with the base loss
-continued) at the same budget *and* seed.
+budget.json says `seconds_not_comparable` (a reason: the run shared the machine unlike the others). A
+fine-tune point's cost is its own (finetune_steps; the base's is shared by all arms). Budgets are matched
+by planned seconds: points of one budget are compared, and the paired differences pair an arm with `itd`
+(fine-tuning: with the base loss continued) at the same budget *and* seed.
 """
 
 import argparse

@@ -88,9 +88,8 @@ def no_log_handlers_on_closed_streams():
     report. Such handlers are dropped before and after each test."""
 
     def drop() -> None:
-        loggers = [logging.getLogger()] + [
-            logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
-        ]
+        known = logging.Logger.manager.loggerDict.values()
+        loggers = [logging.getLogger(), *(logger for logger in known if isinstance(logger, logging.Logger))]
         for logger in loggers:
             for handler in list(logger.handlers):
                 if getattr(getattr(handler, "stream", None), "closed", False):

@@ -185,8 +185,9 @@ def check_step_fits(
 
 def describe_cost(terms: dict, batch: int, per_row: float, budget: float) -> str | None:
     """What the CDL terms add to the base loss's step: extra network rows, and the step-time ratio
-    predicted from rows (forward 1, backward BACKWARD_COST, a checkpointed row one forward more);
-    None without a CDL term of positive weight."""
+    predicted from rows (forward 1, backward BACKWARD_COST, a checkpointed row one forward more), on
+    average over steps when a term runs every n-th step (`every_n_steps`); None without a CDL term of
+    positive weight."""
     from ctdm.losses.cdl import ContrastiveDiffusionLoss
 
     cdl = {k: t for k, t in terms.items() if isinstance(t, ContrastiveDiffusionLoss) and t.weight > 0}
@@ -204,14 +205,18 @@ def describe_cost(terms: dict, batch: int, per_row: float, budget: float) -> str
     each = "; ".join(
         f"loss.{k}: 2 x {t.items(batch)} items x {t.points} points, "
         f"max_batch={resolved_chunk(t, batch, per_row, budget)}"
+        + (f", every {t.every_n_steps}th step" if t.every_n_steps > 1 else "")
         for k, t in cdl.items()
     )
     base_cost = sum(cost(t) for t in base.values())
-    ratio = (
-        f"{(base_cost + sum(cost(t) for t in cdl.values())) / base_cost:.1f}x the base loss's step"
-        if base_cost
-        else "no base loss beside it"
-    )
+    if not base_cost:
+        ratio = "no base loss beside it"
+    else:
+        peak = (base_cost + sum(cost(t) for t in cdl.values())) / base_cost
+        mean = (base_cost + sum(cost(t) / t.every_n_steps for t in cdl.values())) / base_cost
+        ratio = f"{peak:.1f}x the base loss's step"
+        if mean != peak:
+            ratio = f"{mean:.1f}x the base loss's step on average ({ratio} with the CDL)"
     return (
         f"CDL cost: {extra_rows} network rows per step beside the base loss's {base_rows} ({each}); "
         f"predicted step time {ratio} (from the rows: forward 1, backward {BACKWARD_COST:g}, a "

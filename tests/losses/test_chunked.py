@@ -162,6 +162,10 @@ def test_the_cost_line_counts_the_rows_and_predicts_the_ratio():
     line = loss_memory.describe_cost(terms, 128, per_row=1.0, budget=1e9)
     # 256 CDL rows, checkpointed (4 forward-equivalents each), beside 128 rows at 3: 1 + 1024/384
     assert "256 network rows per step beside the base loss's 128" in line and "3.7x" in line
+    # a term every 4th step: its rows on its steps, the ratio averaged over steps (1 + 1024/384/4)
+    terms["cdl"].every_n_steps = 4
+    line = loss_memory.describe_cost(terms, 128, per_row=1.0, budget=1e9)
+    assert "max_batch=64, every 4th step" in line and "1.7x the base loss's step on average (3.7x" in line
     assert loss_memory.describe_cost({"mse": DenoisingMSE()}, 128, 1.0, 1e9) is None
 
 
@@ -171,9 +175,11 @@ def test_image_data_takes_a_cdl_setting_a_24_gb_card_runs_at_about_twice_the_bas
     def cdl(*overrides):
         return make_cfg(["loss=contrastive", *overrides]).loss.cdl
 
-    assert (cdl().samples, cdl().points) == ("all", 16)  # the 2-D default stays
+    assert (cdl().samples, cdl().points, cdl().every_n_steps) == ("all", 16, 16)  # the 2-D default
     for data in ("digits", "mnist", "cifar10", "image_folder"):
-        assert (cdl(f"data={data}").samples, cdl(f"data={data}").points) == (4, 16), data
+        chosen = cdl(f"data={data}")
+        assert (chosen.samples, chosen.points, chosen.every_n_steps) == (4, 16, 1), data
+    assert cdl("data=digits", "loss.cdl.every_n_steps=4").every_n_steps == 4  # the command line still wins
     assert make_cfg(["loss=itd_cdl_paper", "data=cifar10"]).loss.cdl.samples == 2  # the authors' own
     # experiment=digits sets no loss.cdl key (it would be a stray node under loss=itd): the image setting
     assert (

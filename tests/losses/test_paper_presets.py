@@ -140,14 +140,15 @@ def test_mse_sum_is_the_sum_over_dimensions(make_cfg):
 
 
 @pytest.mark.parametrize(
-    "option,names,share,samples",
+    "option,names,share,samples,every",
     [
-        ("mse_cdl", ["mse", "cdl"], True, "all"),
-        ("contrastive", ["itd", "cdl"], True, "all"),  # = itd_cdl, the best setting measured
-        ("itd_cdl", ["itd", "cdl"], True, "all"),
+        ("mse_cdl", ["mse", "cdl"], True, "all", 1),
+        # itd_cdl on every 16th step: the best CDL setting at equal training time on the dino
+        ("contrastive", ["itd", "cdl"], True, "all", 16),
+        ("itd_cdl", ["itd", "cdl"], True, "all", 1),  # the best at equal steps (the sweep)
     ],
 )
-def test_ctdm_presets_put_cdl_on_every_item_with_shared_draws(make_cfg, option, names, share, samples):
+def test_ctdm_presets_put_cdl_on_every_item_with_shared_draws(make_cfg, option, names, share, samples, every):
     terms = instantiate(make_cfg([f"loss={option}"]).loss, _convert_="all")
     assert list(terms) == names
     assert (terms["cdl"].share_draws, terms["cdl"].samples, terms["cdl"].per_item_divisor) == (
@@ -155,6 +156,7 @@ def test_ctdm_presets_put_cdl_on_every_item_with_shared_draws(make_cfg, option, 
         samples,
         None,
     )
+    assert terms["cdl"].every_n_steps == every and terms[names[0]].every_n_steps == 1
     # the CDL default from the sweep (experiments/results/cdl_sweep): 16 shared points at weight 1
     assert (terms["cdl"].points, terms["cdl"].weight) == (16, 1.0)
 

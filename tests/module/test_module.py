@@ -87,8 +87,8 @@ def test_cdl_every_n_steps_skips_the_term():
 def test_contrastive_training_makes_a_noise_classifier(make_cfg):
     cfg = make_cfg(
         [
-            "loss=contrastive",
-            "loss.cdl.weight=1",  # strong enough to train the classifier in 600 steps (default 0.01)
+            "loss=itd_cdl",  # CDL on every step (loss=contrastive: every 16th)
+            "loss.cdl.weight=1",  # strong enough to train the classifier in 600 steps
             "loss.cdl.samples=64",
             "loss.cdl.points=4",
             "trainer.max_steps=600",

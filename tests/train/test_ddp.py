@@ -137,7 +137,7 @@ def test_checkpointed_cdl_chunks_train_under_ddp(tmp_path):
     Lightning's automatic optimisation: the recomputation in the backward pass marks every parameter
     ready once, and the run trains to the end."""
     out = tmp_path / "run"
-    args = ["debug=smoke", "logger=csv", "loss=contrastive", "loss.cdl.points=2", "loss.cdl.max_batch=5"]
+    args = ["debug=smoke", "logger=csv", "loss=itd_cdl", "loss.cdl.points=2", "loss.cdl.max_batch=5"]
     result = run_cli([*args, "trainer=ddp_cpu", "trainer.max_steps=3", f"hydra.run.dir={out}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CDL cost: 32 network rows per step beside the base loss's 8" in result.stdout + result.stderr
