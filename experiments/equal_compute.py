@@ -285,9 +285,14 @@ class Job:
     predicted_seconds: float = 0.0
 
     def done(self) -> bool:
-        return all((p.folder / "budget.json").is_file() for p in self.points) and (
-            not self.nfe or (self.folder / "nfe.json").is_file()
-        )
+        return all(_scored(p) for p in self.points) and (not self.nfe or (self.folder / "nfe.json").is_file())
+
+
+def _scored(point: Point) -> bool:
+    """The point's budget.json is there and is this budget's (a job folder scored at a smaller largest
+    budget before `--budgets` grew holds that budget's record: the run goes on to the new one)."""
+    record = point.folder / "budget.json"
+    return record.is_file() and json.loads(record.read_text()).get("budget_seconds") == point.budget
 
 
 def _common(folder: Path) -> list[str]:

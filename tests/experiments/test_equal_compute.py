@@ -116,3 +116,20 @@ def test_a_scratch_recipe_sets_its_schedule_whatever_the_presets_own(recipe, sch
     want = {"constant": "ConstantLR", "cosine": "CosineAnnealingLR"}[schedule]
     assert cfg.model.lr_scheduler._target_.endswith(want) and cfg.trainer.max_steps == 200
     assert [p.steps for p in job.points] == [100, 200] and job.points[0].checkpoint.name == "step_000100.ckpt"
+
+
+def test_a_job_scored_at_a_smaller_largest_budget_is_not_done_when_the_budgets_grow(tmp_path):
+    from types import SimpleNamespace
+
+    calibration = {"arms": {"itd": {"seconds_per_step": 0.1}}}
+    args = SimpleNamespace(
+        arms=["itd"], seeds=[0], budgets=[10.0], granularity=10, smoke=False, recipe="const",
+        preset="paper_dino", reuse=None, checkpoint_seconds=300.0,
+    )  # fmt: skip
+    (small,) = ec.scratch_jobs(args, calibration, tmp_path)
+    (small.folder / "budget.json").parent.mkdir(parents=True)
+    (small.folder / "budget.json").write_text(json.dumps({"budget_seconds": 10.0, "steps": 100}))
+    assert small.done()
+    args.budgets = [40.0]  # the same job folder, now to be trained to 40 s
+    (grown,) = ec.scratch_jobs(args, calibration, tmp_path)
+    assert grown.folder == small.folder and not grown.done()
