@@ -288,6 +288,14 @@ class Job:
         return all(_scored(p) for p in self.points) and (not self.nfe or (self.folder / "nfe.json").is_file())
 
 
+def _trained(job: Job) -> bool:
+    """The job's run finished at its last point's steps (a run that stopped at a smaller largest budget
+    before `--budgets` grew resumes from its last.ckpt)."""
+    summary = job.folder / "summary.json"
+    steps = max(p.steps for p in job.points)
+    return summary.is_file() and json.loads(summary.read_text()).get("global_step", 0) >= steps
+
+
 def _scored(point: Point) -> bool:
     """The point's budget.json is there and is this budget's (a job folder scored at a smaller largest
     budget before `--budgets` grew holds that budget's record: the run goes on to the new one)."""
@@ -515,12 +523,12 @@ def run_job(job: Job, preset: str, extra: list[str]) -> tuple[str, int, float]:
             log.flush()
             return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
 
-        if job.train and not (job.folder / "summary.json").is_file():
+        if job.train and not _trained(job):
             code = call(_train_command(preset, job, extra))
             if code:
                 return job.name, code, time.perf_counter() - start
         for point in job.points:
-            if (point.folder / "budget.json").is_file():
+            if _scored(point):
                 continue
             if point.checkpoint is not None and not (point.folder / "metrics.json").is_file():
                 code = call(_evaluate_command(preset, point, extra))

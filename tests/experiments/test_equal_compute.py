@@ -118,7 +118,7 @@ def test_a_scratch_recipe_sets_its_schedule_whatever_the_presets_own(recipe, sch
     assert [p.steps for p in job.points] == [100, 200] and job.points[0].checkpoint.name == "step_000100.ckpt"
 
 
-def test_a_job_scored_at_a_smaller_largest_budget_is_not_done_when_the_budgets_grow(tmp_path):
+def test_a_job_scored_at_a_smaller_largest_budget_trains_on_when_the_budgets_grow(tmp_path):
     from types import SimpleNamespace
 
     calibration = {"arms": {"itd": {"seconds_per_step": 0.1}}}
@@ -133,3 +133,6 @@ def test_a_job_scored_at_a_smaller_largest_budget_is_not_done_when_the_budgets_g
     args.budgets = [40.0]  # the same job folder, now to be trained to 40 s
     (grown,) = ec.scratch_jobs(args, calibration, tmp_path)
     assert grown.folder == small.folder and not grown.done()
+    # and its run, finished at the smaller budget's steps, trains on (resumed from its last.ckpt)
+    (small.folder / "summary.json").write_text(json.dumps({"global_step": 100}))
+    assert ec._trained(small) and not ec._trained(grown)
