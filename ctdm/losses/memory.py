@@ -205,7 +205,7 @@ def describe_cost(terms: dict, batch: int, per_row: float, budget: float) -> str
     each = "; ".join(
         f"loss.{k}: 2 x {t.items(batch)} items x {t.points} points, "
         f"max_batch={resolved_chunk(t, batch, per_row, budget)}"
-        + (f", every {t.every_n_steps}th step" if t.every_n_steps > 1 else "")
+        + (f", once every {t.every_n_steps} steps" if t.every_n_steps > 1 else "")
         for k, t in cdl.items()
     )
     base_cost = sum(cost(t) for t in base.values())

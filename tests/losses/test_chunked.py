@@ -165,7 +165,7 @@ def test_the_cost_line_counts_the_rows_and_predicts_the_ratio():
     # a term every 4th step: its rows on its steps, the ratio averaged over steps (1 + 1024/384/4)
     terms["cdl"].every_n_steps = 4
     line = loss_memory.describe_cost(terms, 128, per_row=1.0, budget=1e9)
-    assert "max_batch=64, every 4th step" in line and "1.7x the base loss's step on average (3.7x" in line
+    assert "max_batch=64, once every 4 steps" in line and "1.7x the base loss's step on average (3.7x" in line
     assert loss_memory.describe_cost({"mse": DenoisingMSE()}, 128, 1.0, 1e9) is None
 
 
